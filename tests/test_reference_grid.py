@@ -1,0 +1,41 @@
+"""The reference grid must stay complete: no case can quietly disappear from tests/reference."""
+
+from _reference import REFERENCE_DIR, case_names
+
+EXPECTED_CASES = {
+    "binary_mh_peto_bcg",
+    "binary_mh_peto_nielweise2007_zerocells",
+    "diagnostics_bcg_logrr",
+    "diagnostics_hackshaw1998_logor",
+    "escalc_md_normand1999",
+    "escalc_or_bcg",
+    "escalc_rd_bcg",
+    "escalc_rom_curtis1998",
+    "escalc_rr_bcg",
+    "escalc_smcc_morris2008",
+    "escalc_smcr_morris2008",
+    "escalc_smd_normand1999",
+    "escalc_smdh_normand1999",
+    "escalc_zcor_molloy2014",
+    "escalc_zerocell_nielweise2007",
+    "metareg_bcg_ablat",
+    "multilevel_konstantopoulos2011",
+    "permutest_exact_bcg",
+    "permutest_exact_hine1989",
+    "rma_methods_bcg_logrr",
+    "rma_methods_hackshaw1998_logor",
+    "rma_methods_normand1999_smd",
+    "subgroup_bangertdrowns2004_grade",
+    "subgroup_bcg_alloc",
+}
+
+
+def test_every_reference_case_is_present():
+    assert set(case_names()) == EXPECTED_CASES
+
+
+def test_every_case_has_its_provenance():
+    for name in EXPECTED_CASES:
+        folder = REFERENCE_DIR / name
+        assert (folder / "README.txt").read_text().strip(), name
+        assert (folder / "input.csv").stat().st_size > 0, name
