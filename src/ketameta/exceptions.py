@@ -24,7 +24,7 @@ class KetametaWarning(UserWarning):
 
 
 class ConvergenceWarning(KetametaWarning):
-    """An iterative estimator (REML, ML, EB, PM, ...) did not converge to the requested tolerance."""
+    """An iterative estimator (REML, ML, EB, PM, ...) did not converge to tolerance."""
 
 
 class SingleStudyWarning(KetametaWarning):
@@ -32,7 +32,7 @@ class SingleStudyWarning(KetametaWarning):
 
 
 class ZeroCellWarning(KetametaWarning):
-    """A 2x2 table has a zero cell (or two): a continuity correction was applied or it was dropped."""
+    """A 2x2 table has a zero cell (or two): corrected or dropped."""
 
 
 class ExcludedStudyWarning(KetametaWarning):
