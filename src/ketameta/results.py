@@ -8,8 +8,11 @@ shows that table through ``_repr_html_``. Results never recompute; plots and tab
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
+from scipy import special
 
 
 class ResultMixin:
@@ -31,3 +34,169 @@ class ResultMixin:
     def __str__(self) -> str:
         with pd.option_context("display.width", 120, "display.max_columns", 30):
             return f"{self._title}\n{self.summary().to_string()}"
+
+
+@dataclass(frozen=True, eq=False)
+class MetaResult(ResultMixin):
+    """A fitted common-effect or random-effects meta-analysis (metafor's ``rma.uni`` record).
+
+    Attributes (metafor's names in brackets): ``k``; ``estimate`` [b], ``se``, ``statistic``
+    [zval, a t value when ``test="knha"``], ``pvalue`` [pval], ``ci_low``/``ci_high``
+    [ci.lb/ci.ub]; ``pi_low``/``pi_high`` [predict()'s pi.lb/pi.ub]; ``tau2`` with its
+    Q-profile interval ``tau2_ci``, ``tau``/``tau_ci``, ``i2`` (percent)/``i2_ci``, ``h2``/
+    ``h2_ci`` [confint()]; ``q``, ``q_df``, ``q_pvalue`` [QE, QEp]; ``weights`` (percent per
+    study); ``method``, ``test``, ``level`` (percent), ``df`` (t df for knha, else None);
+    the inputs ``yi``, ``vi``, ``labels``; ``measure`` and ``favours_group1`` (from escalc);
+    ``excluded`` (``(label, reason)`` pairs excluded upstream); ``data`` (the rows used, or
+    None); ``converged``; ``vt`` (typical within-study variance used for I² and H²).
+    Ratio measures (RR, OR, ROM, PETO) stay on the log scale here.
+    """
+
+    k: int
+    estimate: float
+    se: float
+    statistic: float
+    pvalue: float
+    ci_low: float
+    ci_high: float
+    pi_low: float
+    pi_high: float
+    tau2: float
+    tau2_ci: tuple[float, float]
+    tau: float
+    tau_ci: tuple[float, float]
+    i2: float
+    i2_ci: tuple[float, float]
+    h2: float
+    h2_ci: tuple[float, float]
+    q: float
+    q_df: int
+    q_pvalue: float
+    weights: np.ndarray
+    method: str
+    test: str
+    level: float
+    df: int | None
+    yi: np.ndarray
+    vi: np.ndarray
+    labels: tuple[str, ...]
+    measure: str | None = None
+    favours_group1: str | None = None
+    excluded: tuple[tuple[str, str], ...] = ()
+    data: pd.DataFrame | None = field(default=None, repr=False)
+    converged: bool = True
+    vt: float = float("nan")
+
+    _title = "Meta-analysis"
+
+    def summary(self) -> pd.DataFrame:
+        """One-row DataFrame: pooled estimate, its test and intervals, and heterogeneity.
+
+        Columns: ``k, estimate, se, statistic, pvalue, ci_low, ci_high, pi_low, pi_high, tau2,
+        tau2_ci_low, tau2_ci_high, tau, i2`` (percent), ``i2_ci_low, i2_ci_high, h2, q, q_df,
+        q_pvalue, method, test``. The index holds the measure (or "estimate").
+        """
+        row = {
+            "k": self.k,
+            "estimate": self.estimate,
+            "se": self.se,
+            "statistic": self.statistic,
+            "pvalue": self.pvalue,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "pi_low": self.pi_low,
+            "pi_high": self.pi_high,
+            "tau2": self.tau2,
+            "tau2_ci_low": self.tau2_ci[0],
+            "tau2_ci_high": self.tau2_ci[1],
+            "tau": self.tau,
+            "i2": self.i2,
+            "i2_ci_low": self.i2_ci[0],
+            "i2_ci_high": self.i2_ci[1],
+            "h2": self.h2,
+            "q": self.q,
+            "q_df": self.q_df,
+            "q_pvalue": self.q_pvalue,
+            "method": self.method,
+            "test": self.test,
+        }
+        return pd.DataFrame([row], index=[self.measure or "estimate"])
+
+    def studies(self) -> pd.DataFrame:
+        """Per-study DataFrame: ``label, yi, vi, ci_low, ci_high, weight`` (weight in percent).
+
+        Study intervals are yi ± z·sqrt(vi) at ``level`` (normal quantile, as metafor's forest
+        plot), whatever ``test`` the pooled estimate used.
+        """
+        crit = -special.ndtri((1.0 - self.level / 100.0) / 2.0)
+        half = crit * np.sqrt(self.vi)
+        return pd.DataFrame(
+            {
+                "label": list(self.labels),
+                "yi": self.yi,
+                "vi": self.vi,
+                "ci_low": self.yi - half,
+                "ci_high": self.yi + half,
+                "weight": self.weights,
+            }
+        )
+
+    def plot_forest(self, **kwargs):
+        """Forest plot of this result; see :func:`ketameta.plots.forest.forest`."""
+        from ketameta.plots.forest import forest
+
+        return forest(self, **kwargs)
+
+
+@dataclass(frozen=True, eq=False)
+class BatchResult(ResultMixin):
+    """Many meta-analyses fitted at once (``meta_batch``): one array entry per analysis.
+
+    Every numeric attribute is an array of shape ``(n,)`` (``n`` = number of analyses) with
+    the meaning it has in :class:`MetaResult`; interval bounds are split into ``*_low`` and
+    ``*_high`` arrays. ``converged`` flags each analysis' tau² iteration.
+    """
+
+    k: np.ndarray
+    estimate: np.ndarray
+    se: np.ndarray
+    statistic: np.ndarray
+    pvalue: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    pi_low: np.ndarray
+    pi_high: np.ndarray
+    tau2: np.ndarray
+    tau2_ci_low: np.ndarray
+    tau2_ci_high: np.ndarray
+    tau: np.ndarray
+    i2: np.ndarray
+    i2_ci_low: np.ndarray
+    i2_ci_high: np.ndarray
+    h2: np.ndarray
+    h2_ci_low: np.ndarray
+    h2_ci_high: np.ndarray
+    q: np.ndarray
+    q_df: np.ndarray
+    q_pvalue: np.ndarray
+    df: np.ndarray
+    vt: np.ndarray
+    converged: np.ndarray
+    method: str
+    test: str
+    level: float
+
+    _title = "Batch of meta-analyses"
+
+    _COLUMNS = (
+        "k", "estimate", "se", "statistic", "pvalue", "ci_low", "ci_high", "pi_low", "pi_high",
+        "tau2", "tau2_ci_low", "tau2_ci_high", "tau", "i2", "i2_ci_low", "i2_ci_high", "h2",
+        "h2_ci_low", "h2_ci_high", "q", "q_df", "q_pvalue", "df", "converged",
+    )  # fmt: skip
+
+    def __len__(self) -> int:
+        return int(np.shape(self.estimate)[0])
+
+    def summary(self) -> pd.DataFrame:
+        """DataFrame with one row per meta-analysis and the columns of ``_COLUMNS``."""
+        return pd.DataFrame({name: getattr(self, name) for name in self._COLUMNS})

@@ -1,0 +1,390 @@
+"""The pandas-facing API for pooling: ``meta()`` (one analysis) and ``meta_batch()`` (many).
+
+Both sit on :func:`ketameta._core.batch.fit_batch`; this module only checks input, picks up
+labels and escalc's attributes, and wraps the numbers in result objects.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from ketameta._core.batch import fit_batch
+from ketameta._core.pooling import TESTS
+from ketameta._core.tau2 import METHODS
+from ketameta.exceptions import ConvergenceWarning, DataValidationError, SingleStudyWarning
+from ketameta.results import BatchResult, MetaResult
+
+MethodName = Literal[
+    "EE", "FE", "DL", "HE", "HS", "HSk", "SJ", "ML", "REML", "EB", "PM", "MP", "PMM", "DLIT", "SJIT"
+]
+TestName = Literal["z", "knha"]
+
+
+def _check_options(method, test, level) -> float:
+    if method not in METHODS:
+        raise ValueError(f"Unknown 'method' {method!r}; choose one of {', '.join(METHODS)}.")
+    if test not in TESTS:
+        raise ValueError(f"Unknown 'test' {test!r}; choose 'z' or 'knha'.")
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)):
+        raise ValueError(f"'level' must be a number (percent), got {level!r}.")
+    level = float(level)
+    if not 0.0 < level < 100.0:
+        raise ValueError(f"'level' must be a percentage in (0, 100), got {level!r}.")
+    return level
+
+
+def _numeric_vector(values, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"'{name}' must be numeric: {err}") from None
+    if arr.ndim != 1:
+        raise ValueError(f"'{name}' must be one-dimensional, got shape {arr.shape}.")
+    return arr
+
+
+def _row_problems(yi: np.ndarray, vi: np.ndarray) -> list[tuple[int, str, str]]:
+    """(position, column, problem) for every non-finite yi/vi and every vi <= 0."""
+    problems = []
+    for pos in np.flatnonzero(~np.isfinite(yi)):
+        problems.append((int(pos), "yi", f"yi is {yi[pos]} (must be finite)"))
+    for pos in np.flatnonzero(~np.isfinite(vi)):
+        problems.append((int(pos), "vi", f"vi is {vi[pos]} (must be finite)"))
+    for pos in np.flatnonzero(np.isfinite(vi) & (vi <= 0)):
+        problems.append((int(pos), "vi", f"vi is {vi[pos]} (must be > 0)"))
+    return sorted(problems)
+
+
+def _labels_from_data(data: pd.DataFrame, labels) -> tuple[str, ...]:
+    if isinstance(labels, str):
+        if labels not in data.columns:
+            raise ValueError(f"'labels' column {labels!r} is not in 'data'.")
+        return tuple(str(v) for v in data[labels])
+    if labels is not None:
+        return _labels_from_sequence(labels, len(data))
+    for column in ("label", "study_label"):
+        if column in data.columns:
+            return tuple(str(v) for v in data[column])
+    return tuple(str(v) for v in data.index)
+
+
+def _labels_from_sequence(labels, k: int) -> tuple[str, ...]:
+    if labels is None:
+        return tuple(f"Study {i + 1}" for i in range(k))
+    if isinstance(labels, str) or not isinstance(labels, Sequence | np.ndarray | pd.Series):
+        raise ValueError(
+            "'labels' must be a sequence of study labels (or a column name of 'data')."
+        )
+    out = tuple(str(v) for v in labels)
+    if len(out) != k:
+        raise ValueError(f"'labels' has {len(out)} entries but there are {k} studies.")
+    return out
+
+
+def _excluded(attrs: dict) -> tuple[tuple[str, str], ...]:
+    raw = attrs.get("excluded") or ()
+    return tuple((str(label), str(reason)) for label, reason in raw)
+
+
+def meta(
+    yi=None,
+    vi=None,
+    *,
+    data: pd.DataFrame | None = None,
+    method: MethodName = "REML",
+    test: TestName = "z",
+    level: float = 95,
+    labels=None,
+    measure: str | None = None,
+) -> MetaResult:
+    """Fit a random-effects (or common-effect) meta-analysis, as metafor's ``rma()``.
+
+    Parameters
+    ----------
+    yi, vi : array_like or str
+        Effect sizes and sampling variances (vi > 0). With ``data``, the names of its columns
+        (default ``"yi"`` and ``"vi"``, as escalc writes them).
+    data : pandas.DataFrame, optional
+        One row per study, e.g. the output of ``escalc()``. Its ``attrs`` supply ``measure``,
+        ``favours_group1`` and ``excluded`` (studies escalc could not use) when present.
+    method : {"REML", "ML", "DL", "PM", "EB", "HE", "HS", "HSk", "SJ", "PMM", "DLIT", "SJIT",
+        "MP", "EE", "FE"}
+        tau² estimator (metafor's names; "EE"/"FE" fit the common-effect model). Iterative
+        estimators are solved to the exact root (tol 1e-12); metafor's defaults stop early
+        (PM off by up to ~4e-4 relative), so compare with
+        ``rma(..., control=list(tol=1e-12, threshold=1e-12))``.
+    test : {"z", "knha"}
+        Wald z test, or Hartung-Knapp(-Sidik-Jonkman) with t(k - 1) quantiles.
+    level : float
+        Confidence level in percent (default 95).
+    labels : sequence of str or str, optional
+        Study labels, or (with ``data``) a column name. Default: the ``label`` or
+        ``study_label`` column, else the index; without ``data`` "Study 1", "Study 2", ...
+    measure : str, optional
+        Effect-size measure (e.g. "SMD", "RR"); overrides ``data.attrs["measure"]``.
+
+    Returns
+    -------
+    MetaResult
+        Pooled estimate, se, test, CI, prediction interval, tau² with its Q-profile CI, tau,
+        I² (percent) and H² with CIs, Q test, per-study weights (percent).
+
+    Raises
+    ------
+    ValueError, DataValidationError
+        Lengths of yi and vi differ, no studies, a yi or vi that is NaN or infinite, a vi <= 0
+        (every offending row is listed, by label for DataFrames), unknown ``method`` or
+        ``test``, ``level`` outside (0, 100).
+
+    Warns
+    -----
+    SingleStudyWarning
+        With one study: it is returned as the pooled estimate (tau² = 0, z interval).
+    ConvergenceWarning
+        An iterative estimator or the Q-profile search did not converge.
+
+    Examples
+    --------
+    >>> from ketameta.analysis import meta
+    >>> yi = [-0.889, -1.585, -1.348, -1.442, -0.218, -0.786, -1.621]
+    >>> vi = [0.326, 0.195, 0.415, 0.020, 0.051, 0.007, 0.223]
+    >>> res = meta(yi, vi, method="REML")
+    >>> round(res.estimate, 4), round(res.tau2, 4), round(res.i2, 1)
+    (-1.0538, 0.2373, 89.4)
+    """
+    level = _check_options(method, test, level)
+    favours = None
+    excluded: tuple[tuple[str, str], ...] = ()
+    frame = None
+    if data is not None:
+        if not isinstance(data, pd.DataFrame):
+            raise ValueError(f"'data' must be a pandas DataFrame, got {type(data).__name__}.")
+        ycol = "yi" if yi is None else yi
+        vcol = "vi" if vi is None else vi
+        for arg, col in (("yi", ycol), ("vi", vcol)):
+            if not isinstance(col, str):
+                raise ValueError(f"With 'data', '{arg}' must be a column name, got {col!r}.")
+            if col not in data.columns:
+                raise ValueError(f"'{arg}' column {col!r} is not in 'data'.")
+        y = _numeric_vector(data[ycol], "yi")
+        v = _numeric_vector(data[vcol], "vi")
+        labs = _labels_from_data(data, labels)
+        measure = measure if measure is not None else data.attrs.get("measure")
+        favours = data.attrs.get("favours_group1")
+        excluded = _excluded(data.attrs)
+        frame = data
+        columns = {"yi": ycol, "vi": vcol}
+    else:
+        if yi is None or vi is None:
+            raise ValueError("Give 'yi' and 'vi' (arrays), or 'data' (a DataFrame).")
+        y = _numeric_vector(yi, "yi")
+        v = _numeric_vector(vi, "vi")
+        if y.shape != v.shape:
+            raise ValueError(f"Length of 'yi' ({y.size}) and 'vi' ({v.size}) are not the same.")
+        labs = _labels_from_sequence(labels, y.size)
+        columns = None
+    k = y.size
+    if k == 0:
+        raise ValueError("No studies: 'yi' and 'vi' are empty.")
+    problems = _row_problems(y, v)
+    if problems:
+        if columns is not None:
+            lines = [
+                f"row {labs[pos]!r} (position {pos}), column {columns[col]!r}: {msg}"
+                for pos, col, msg in problems
+            ]
+            raise DataValidationError(
+                "meta(): 'data' has unusable rows (fix or remove them):\n  " + "\n  ".join(lines),
+                problems=[
+                    {"row": labs[pos], "position": pos, "column": columns[col], "problem": msg}
+                    for pos, col, msg in problems
+                ],
+            )
+        lines = [f"'{col}'[{pos}] (study {labs[pos]!r}): {msg}" for pos, col, msg in problems]
+        raise ValueError("meta(): unusable input:\n  " + "\n  ".join(lines))
+    used_test = test
+    if k == 1:
+        warnings.warn(
+            f"Only one study ({labs[0]!r}): it is returned as the pooled estimate with tau2 = 0"
+            + (" and its z interval (knha needs k >= 2)." if test == "knha" else "."),
+            SingleStudyWarning,
+            stacklevel=2,
+        )
+        used_test = "z"
+    out = fit_batch(y, v, method=method, test=used_test, level=level, ci_tau2=k > 1)
+    converged = bool(out["converged"])
+    if not converged:
+        warnings.warn(
+            f"meta(): the {method} estimator of tau2 did not converge in "
+            f"{int(out['iterations'])} iterations; tau2 = {float(out['tau2']):.6g} is not a root.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    nan_pair = (float("nan"), float("nan"))
+    if k > 1:
+        if not bool(out["ci_converged"]):
+            warnings.warn(
+                "meta(): the Q-profile search for the tau2 confidence bounds did not converge.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        tau2_ci = (float(out["tau2_ci_low"]), float(out["tau2_ci_high"]))
+        tau_ci = (float(out["tau_ci_low"]), float(out["tau_ci_high"]))
+        i2_ci = (float(out["i2_ci_low"]), float(out["i2_ci_high"]))
+        h2_ci = (float(out["h2_ci_low"]), float(out["h2_ci_high"]))
+    else:
+        tau2_ci = tau_ci = i2_ci = h2_ci = nan_pair
+    return MetaResult(
+        k=k,
+        estimate=float(out["estimate"]),
+        se=float(out["se"]),
+        statistic=float(out["statistic"]),
+        pvalue=float(out["pvalue"]),
+        ci_low=float(out["ci_low"]),
+        ci_high=float(out["ci_high"]),
+        pi_low=float(out["pi_low"]),
+        pi_high=float(out["pi_high"]),
+        tau2=float(out["tau2"]),
+        tau2_ci=tau2_ci,
+        tau=float(out["tau"]),
+        tau_ci=tau_ci,
+        i2=float(out["i2"]),
+        i2_ci=i2_ci,
+        h2=float(out["h2"]),
+        h2_ci=h2_ci,
+        q=float(out["q"]),
+        q_df=k - 1,
+        q_pvalue=float(out["q_pvalue"]),
+        weights=out["weights"],
+        method=method,
+        test=used_test,
+        level=level,
+        df=k - 1 if used_test == "knha" else None,
+        yi=y,
+        vi=v,
+        labels=labs,
+        measure=measure,
+        favours_group1=favours,
+        excluded=excluded,
+        data=frame,
+        converged=converged,
+        vt=float(out["vt"]),
+    )
+
+
+def meta_batch(
+    yi,
+    vi,
+    *,
+    method: MethodName = "REML",
+    test: TestName = "z",
+    level: float = 95,
+) -> BatchResult:
+    """Fit many meta-analyses at once: one per row of 2-D ``yi``/``vi``.
+
+    Parameters
+    ----------
+    yi, vi : array_like, shape (n, k)
+        Row ``i`` holds the studies of meta-analysis ``i``; a row with fewer studies is padded
+        with NaN in *both* ``yi`` and ``vi`` (a NaN in only one of them is an error).
+    method, test, level
+        As :func:`meta`.
+
+    Returns
+    -------
+    BatchResult
+        Arrays of shape ``(n,)``; ``summary()`` gives one DataFrame row per meta-analysis.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ or are not 2-D, an infinite value, a NaN in only one of yi/vi, a vi <= 0,
+        a row with no studies, unknown method/test, level outside (0, 100).
+
+    Warns
+    -----
+    ConvergenceWarning
+        Names the rows whose tau² iteration did not converge.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ketameta.analysis import meta_batch
+    >>> yi = np.array([[0.1, 0.3, 0.5], [0.2, 0.4, np.nan]])
+    >>> vi = np.array([[0.02, 0.03, 0.04], [0.05, 0.05, np.nan]])
+    >>> res = meta_batch(yi, vi, method="DL")
+    >>> res.k.tolist()
+    [3, 2]
+    """
+    level = _check_options(method, test, level)
+    y = np.asarray(yi, dtype=np.float64)
+    v = np.asarray(vi, dtype=np.float64)
+    if y.ndim != 2 or v.ndim != 2:
+        raise ValueError(f"'yi' and 'vi' must be 2-D (n, k), got shapes {y.shape} and {v.shape}.")
+    if y.shape != v.shape:
+        raise ValueError(f"'yi' {y.shape} and 'vi' {v.shape} must have the same shape.")
+    ny, nv = np.isnan(y), np.isnan(v)
+    mismatch = np.argwhere(ny != nv)
+    if mismatch.size:
+        r, c = mismatch[0]
+        raise ValueError(
+            f"NaN padding must be in both 'yi' and 'vi': row {r}, column {c} is NaN in only one "
+            f"({len(mismatch)} such cells)."
+        )
+    mask = ~ny
+    if np.isinf(y).any() or np.isinf(v).any():
+        r, c = np.argwhere(np.isinf(y) | np.isinf(v))[0]
+        raise ValueError(f"'yi'/'vi' must be finite: row {r}, column {c} is infinite.")
+    bad = mask & (v <= 0)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ValueError(f"'vi' must be > 0: row {r}, column {c} is {v[r, c]}.")
+    k = mask.sum(axis=1)
+    if (k == 0).any():
+        raise ValueError(f"Rows with no studies: {np.flatnonzero(k == 0).tolist()}.")
+    full = bool(mask.all())
+    out = fit_batch(
+        y, v, mask=None if full else mask, method=method, test=test, level=level, ci_tau2=True
+    )
+    if not out["converged"].all():
+        rows = np.flatnonzero(~out["converged"]).tolist()
+        warnings.warn(
+            f"meta_batch(): the {method} tau2 iteration did not converge for rows {rows}.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return BatchResult(
+        k=k.astype(np.int64),
+        estimate=out["estimate"],
+        se=out["se"],
+        statistic=out["statistic"],
+        pvalue=out["pvalue"],
+        ci_low=out["ci_low"],
+        ci_high=out["ci_high"],
+        pi_low=out["pi_low"],
+        pi_high=out["pi_high"],
+        tau2=out["tau2"],
+        tau2_ci_low=out["tau2_ci_low"],
+        tau2_ci_high=out["tau2_ci_high"],
+        tau=out["tau"],
+        i2=out["i2"],
+        i2_ci_low=out["i2_ci_low"],
+        i2_ci_high=out["i2_ci_high"],
+        h2=out["h2"],
+        h2_ci_low=out["h2_ci_low"],
+        h2_ci_high=out["h2_ci_high"],
+        q=out["q"],
+        q_df=out["q_df"],
+        q_pvalue=out["q_pvalue"],
+        df=out["df"],
+        vt=out["vt"],
+        converged=out["converged"],
+        method=method,
+        test=test,
+        level=level,
+    )
