@@ -12,7 +12,8 @@ from typing import Literal
 import numpy as np
 from scipy import special
 
-from ketameta._core.tau2 import COMMON_METHODS, prepare, weighted_residuals, weights
+from ketameta._core.arrays import prepare, weighted_residuals, weights
+from ketameta._core.tau2 import COMMON_METHODS
 
 Test = Literal["z", "knha"]
 TESTS: tuple[str, ...] = ("z", "knha")

@@ -39,6 +39,24 @@ from typing import Literal, NamedTuple
 import numpy as np
 from scipy import special
 
+from ketameta._core.arrays import prepare, q_statistic, weighted_residuals, weights
+from ketameta._core.iterative import fisher_scoring, solve_dlit, solve_q_equation
+
+__all__ = [
+    "COMMON_METHODS",
+    "METHODS",
+    "HeterogeneityBounds",
+    "QProfileCI",
+    "Tau2Fit",
+    "estimate_tau2",
+    "heterogeneity_bounds",
+    "prepare",
+    "q_profile_ci",
+    "q_statistic",
+    "weighted_residuals",
+    "weights",
+]
+
 Method = Literal[
     "EE", "FE", "DL", "HE", "HS", "HSk", "SJ", "ML", "REML", "EB", "PM", "MP", "PMM", "DLIT", "SJIT"
 ]
@@ -74,54 +92,6 @@ class HeterogeneityBounds(NamedTuple):
     i2_high: np.ndarray
     h2_low: np.ndarray
     h2_high: np.ndarray
-
-
-# ---------------------------------------------------------------------------------------------
-# shared helpers (also used by pooling.py and batch.py)
-
-
-def prepare(yi, vi, mask=None):
-    """Return ``(yi, vi, m, k)`` as float arrays; ``m`` is the float mask (None = all studies).
-
-    Masked-out entries are replaced by harmless placeholders (yi = 0, vi = 1) so that NaN
-    padding never leaks into sums.
-    """
-    yi = np.asarray(yi, dtype=np.float64)
-    vi = np.asarray(vi, dtype=np.float64)
-    if yi.shape != vi.shape:
-        raise ValueError(f"'yi' and 'vi' must have the same shape, got {yi.shape} and {vi.shape}.")
-    if yi.ndim == 0:
-        raise ValueError("'yi' must have at least one axis (the studies).")
-    if mask is None:
-        k = np.full(yi.shape[:-1], float(yi.shape[-1]))
-        return yi, vi, None, k
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape != yi.shape:
-        raise ValueError(f"'mask' must have the shape of 'yi' {yi.shape}, got {mask.shape}.")
-    yi = np.where(mask, yi, 0.0)
-    vi = np.where(mask, vi, 1.0)
-    m = mask.astype(np.float64)
-    return yi, vi, m, m.sum(axis=-1)
-
-
-def weights(vi, tau2, m):
-    """Inverse-variance weights ``1 / (vi + tau2)``; zero for masked-out studies."""
-    w = 1.0 / (vi + np.asarray(tau2)[..., None])
-    return w if m is None else w * m
-
-
-def weighted_residuals(yi, w):
-    """Return ``(sum w, weighted mean, residuals yi - mean)``."""
-    sw = w.sum(axis=-1)
-    mu = (w * yi).sum(axis=-1) / sw
-    return sw, mu, yi - mu[..., None]
-
-
-def q_statistic(yi, vi, tau2, m):
-    """Generalized Q(tau²) = sum w (y - mean_w)², w = 1/(vi + tau²)."""
-    w = weights(vi, tau2, m)
-    _, _, e = weighted_residuals(yi, w)
-    return (w * e * e).sum(axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,101 +132,7 @@ def _sj(yi, vi, m, k):
 
 
 # ---------------------------------------------------------------------------------------------
-# iterative estimators
-
-
-def solve_q_equation(yi, vi, m, target, *, upper=None, tol=1e-12, maxiter=1000):
-    """Root of the generalized Q equation ``Q(tau²) = target`` for each problem (vectorised).
-
-    Q is decreasing and convex in tau² (dQ/dtau² = -sum (w e)², d²Q/dtau²² = 2 y'P³y >= 0), so
-    Newton's method started at 0 rises monotonically to the root without overshooting.
-    Returns ``(tau2, converged, iterations)``; tau² = 0 where Q(0) <= target. With ``upper``,
-    the search stops at ``upper`` (metafor's ``tau2.max`` for the Q-profile bounds).
-    """
-    target = np.broadcast_to(np.asarray(target, dtype=np.float64), yi.shape[:-1])
-    tau2 = np.zeros(yi.shape[:-1])
-    iterations = np.zeros(yi.shape[:-1], dtype=np.int64)
-    converged = np.ones(yi.shape[:-1], dtype=bool)
-    w = weights(vi, tau2, m)
-    _, _, e = weighted_residuals(yi, w)
-    we = w * e
-    f = (we * e).sum(axis=-1) - target
-    active = f > 0
-    if upper is not None:
-        upper = np.broadcast_to(np.asarray(upper, dtype=np.float64), tau2.shape)
-    converged = converged & ~active
-    for _ in range(maxiter):
-        if not active.any():
-            break
-        step = f / (we * we).sum(axis=-1)
-        new = tau2 + step
-        tau2 = np.where(active, new, tau2)
-        iterations = iterations + active
-        done = np.abs(step) <= tol * np.maximum(tau2, 1.0)
-        if upper is not None:
-            over = tau2 >= upper
-            tau2 = np.where(active & over, upper, tau2)
-            done = done | over
-        converged = converged | (active & done)
-        active = active & ~done
-        if not active.any():
-            break
-        w = weights(vi, tau2, m)
-        _, _, e = weighted_residuals(yi, w)
-        we = w * e
-        f = (we * e).sum(axis=-1) - target
-        at_root = f <= 0  # Newton from the left never passes the root: f <= 0 is round-off
-        converged = converged | (active & at_root)
-        active = active & ~at_root
-    return tau2, converged, iterations
-
-
-def _dlit_h(yi, vi, m, k, tau2):
-    """h(tau²) = Q(tau²) - (k - 1) - tau² tr P(tau²) and its derivative (DLIT fixed point)."""
-    w = weights(vi, tau2, m)
-    sw, _, e = weighted_residuals(yi, w)
-    w2 = w * w
-    sw2 = w2.sum(axis=-1)
-    q = (w * e * e).sum(axis=-1)
-    ypp = (w2 * e * e).sum(axis=-1)
-    tr_p = sw - sw2 / sw
-    tr_pp = sw2 - 2.0 * (w2 * w).sum(axis=-1) / sw + sw2 * sw2 / (sw * sw)
-    return q - (k - 1.0) - tau2 * tr_p, -ypp - tr_p + tau2 * tr_pp
-
-
-def _solve_dlit(yi, vi, m, k, *, tol, maxiter):
-    """Root of h(tau²) (see ``_dlit_h``) by Newton steps kept inside a bisection bracket."""
-    shape = yi.shape[:-1]
-    tau2 = np.zeros(shape)
-    h0, _ = _dlit_h(yi, vi, m, k, tau2)
-    active = (h0 > 0) & (k > 1)
-    converged = ~active
-    iterations = np.zeros(shape, dtype=np.int64)
-    lo = np.zeros(shape)
-    hi = np.ones(shape)
-    for _ in range(1100):  # h(tau2) -> -(k - 1) as tau2 grows: find an upper bracket
-        h_hi, _ = _dlit_h(yi, vi, m, k, hi)
-        grow = active & (h_hi > 0)
-        if not grow.any():
-            break
-        hi = np.where(grow, 2.0 * hi, hi)
-    for _ in range(maxiter):
-        if not active.any():
-            break
-        h, dh = _dlit_h(yi, vi, m, k, tau2)
-        lo = np.where(active & (h > 0), tau2, lo)
-        hi = np.where(active & (h <= 0), tau2, hi)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            new = tau2 - h / dh
-        bad = ~np.isfinite(new) | (new <= lo) | (new >= hi)
-        new = np.where(bad, 0.5 * (lo + hi), new)
-        scale = tol * np.maximum(new, 1.0)
-        done = (np.abs(new - tau2) <= scale) | (hi - lo <= scale) | (h == 0)
-        tau2 = np.where(active, new, tau2)
-        iterations = iterations + active
-        converged = converged | (active & done)
-        active = active & ~done
-    return tau2, converged, iterations
+# ML/REML likelihood check
 
 
 def _loglik(yi, vi, m, k, tau2, reml):
@@ -270,51 +146,19 @@ def _loglik(yi, vi, m, k, tau2, reml):
     return -0.5 * k * np.log(2 * np.pi) - 0.5 * logdet - 0.5 * q
 
 
-def _fisher_scoring(yi, vi, m, k, *, reml, tol, maxiter):
-    """metafor's Fisher scoring for ML/REML (start max(0, HE), step-halving at 0), vectorised.
-
-    Stops per problem when the change in tau² is at most ``tol * max(1, tau²)``.
-    """
+def _ml_reml(yi, vi, m, k, *, reml, tol, maxiter):
+    """Fisher scoring from max(0, HE), then metafor's check that tau² = 0 is not better."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        tau2 = np.maximum(_he(yi, vi, m, k), 0.0)
-    tau2 = np.where(np.isfinite(tau2), tau2, 0.0)
-    active = k > 1
-    converged = ~active
-    iterations = np.zeros(tau2.shape, dtype=np.int64)
-    for _ in range(maxiter + 1):
-        if not active.any():
-            break
-        w = weights(vi, tau2, m)
-        sw, _, e = weighted_residuals(yi, w)
-        w2 = w * w
-        sw2 = w2.sum(axis=-1)
-        ypp = (w2 * e * e).sum(axis=-1)
-        if reml:
-            tr_p = sw - sw2 / sw
-            tr_pp = sw2 - 2.0 * (w2 * w).sum(axis=-1) / sw + sw2 * sw2 / (sw * sw)
-            adj = (ypp - tr_p) / tr_pp
-        else:
-            adj = (ypp - sw) / sw2
-        adj = np.where(np.isnan(adj), 0.0, adj)
-        # step-halving, as metafor: halve adj until tau2 + adj >= 0
-        neg = tau2 + adj < 0
-        while neg.any():
-            adj = np.where(neg, adj / 2.0, adj)
-            neg = tau2 + adj < 0
-        new = tau2 + adj
-        change = np.abs(new - tau2)
-        tau2 = np.where(active, new, tau2)
-        iterations = iterations + active
-        done = change <= tol * np.maximum(tau2, 1.0)
-        converged = converged | (active & done)
-        active = active & ~done
-    # metafor's ll0check: if tau2 = 0 has the larger (restricted) likelihood, use 0
+        start = np.maximum(_he(yi, vi, m, k), 0.0)
+    start = np.where(np.isfinite(start) & (k > 1), start, 0.0)
+    tau2, converged, iterations = fisher_scoring(
+        yi, vi, m, start, reml=reml, tol=tol, maxiter=maxiter
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         ll0 = _loglik(yi, vi, m, k, np.zeros_like(tau2), reml)
         ll = _loglik(yi, vi, m, k, tau2, reml)
     stuck = converged & (ll0 - ll > tol) & (tau2 > tol)
-    tau2 = np.where(stuck, 0.0, tau2)
-    return tau2, converged, iterations
+    return np.where(stuck | (k <= 1), 0.0, tau2), converged | (k <= 1), iterations
 
 
 def estimate_tau2(yi, vi, method: Method, *, mask=None, tol=1e-12, maxiter=1000) -> Tau2Fit:
@@ -369,12 +213,9 @@ def estimate_tau2(yi, vi, method: Method, *, mask=None, tol=1e-12, maxiter=1000)
         elif method == "SJ":
             tau2 = _sj(yi, vi, m, k)
         elif method in ("ML", "REML"):
-            tau2, ok, it = _fisher_scoring(
-                yi, vi, m, k, reml=method == "REML", tol=tol, maxiter=maxiter
-            )
-            return Tau2Fit(np.where(k > 1, tau2, 0.0), ok | (k <= 1), it)
+            return Tau2Fit(*_ml_reml(yi, vi, m, k, reml=method == "REML", tol=tol, maxiter=maxiter))
         elif method == "DLIT":
-            return Tau2Fit(*_solve_dlit(yi, vi, m, k, tol=tol, maxiter=maxiter))
+            return Tau2Fit(*solve_dlit(yi, vi, m, k, tol=tol, maxiter=maxiter))
         else:
             target = k - 1.0 if method in _ROOT_METHODS else special.chdtri(k - 1.0, 0.5)
             target = np.where(k > 1, target, np.inf)

@@ -1,0 +1,53 @@
+"""Array helpers shared by the numeric core: input preparation, weights, weighted residuals.
+
+Arrays are ``(..., k)`` with the studies on the last axis; ``m`` is the float mask (1 = the
+study takes part) or None when every study takes part.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def prepare(yi, vi, mask=None):
+    """Return ``(yi, vi, m, k)`` as float arrays; ``m`` is the float mask (None = all studies).
+
+    Masked-out entries are replaced by harmless placeholders (yi = 0, vi = 1) so that NaN
+    padding never leaks into sums.
+    """
+    yi = np.asarray(yi, dtype=np.float64)
+    vi = np.asarray(vi, dtype=np.float64)
+    if yi.shape != vi.shape:
+        raise ValueError(f"'yi' and 'vi' must have the same shape, got {yi.shape} and {vi.shape}.")
+    if yi.ndim == 0:
+        raise ValueError("'yi' must have at least one axis (the studies).")
+    if mask is None:
+        k = np.full(yi.shape[:-1], float(yi.shape[-1]))
+        return yi, vi, None, k
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != yi.shape:
+        raise ValueError(f"'mask' must have the shape of 'yi' {yi.shape}, got {mask.shape}.")
+    yi = np.where(mask, yi, 0.0)
+    vi = np.where(mask, vi, 1.0)
+    m = mask.astype(np.float64)
+    return yi, vi, m, m.sum(axis=-1)
+
+
+def weights(vi, tau2, m):
+    """Inverse-variance weights ``1 / (vi + tau2)``; zero for masked-out studies."""
+    w = 1.0 / (vi + np.asarray(tau2)[..., None])
+    return w if m is None else w * m
+
+
+def weighted_residuals(yi, w):
+    """Return ``(sum w, weighted mean, residuals yi - mean)``."""
+    sw = w.sum(axis=-1)
+    mu = (w * yi).sum(axis=-1) / sw
+    return sw, mu, yi - mu[..., None]
+
+
+def q_statistic(yi, vi, tau2, m):
+    """Generalized Q(tau²) = sum w (y - mean_w)², w = 1/(vi + tau²)."""
+    w = weights(vi, tau2, m)
+    _, _, e = weighted_residuals(yi, w)
+    return (w * e * e).sum(axis=-1)

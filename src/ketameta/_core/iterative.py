@@ -1,0 +1,226 @@
+"""Vectorised iterative solvers behind the tau² estimators and the Q-profile interval.
+
+Each solver works on problems stacked as ``(n, k)`` arrays and keeps only the problems that
+are still iterating ("active set"), so a batch costs about the sum of its problems' iterations,
+and every problem has its own convergence check. ``m`` is the float mask or None.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ketameta._core.arrays import weighted_residuals, weights
+
+
+def _take(arrays, sel):
+    return [None if a is None else a[sel] for a in arrays]
+
+
+def _flatten(yi, vi, m, *per_problem):
+    k = yi.shape[-1]
+    n = int(np.prod(yi.shape[:-1], dtype=np.int64))
+    flat = [yi.reshape(n, k), vi.reshape(n, k), None if m is None else m.reshape(n, k)]
+    extra = []
+    for a in per_problem:
+        if a is not None:
+            a = np.asarray(a, dtype=np.float64)
+            a = a.reshape(n) if a.size == n else np.broadcast_to(a, yi.shape[:-1]).reshape(n)
+        extra.append(a)
+    return n, flat, extra
+
+
+def solve_q_equation(yi, vi, m, target, *, upper=None, tol=1e-12, maxiter=1000):
+    """Root of the generalized Q equation ``Q(tau²) = target`` for each problem.
+
+    Q(tau²) = sum w (y - mean_w)², w = 1/(vi + tau²), is decreasing and convex in tau²
+    (dQ/dtau² = -sum (w e)², second derivative 2 y'P³y >= 0), so Newton's method started at 0
+    rises monotonically to the root without overshooting. A problem stops when the Newton step
+    is at most ``tol * max(1, tau²)`` or Q - target is <= 0 (reached within round-off).
+    tau² = 0 where Q(0) <= target. With ``upper`` the search stops at ``upper`` (metafor's
+    ``tau2.max`` for Q-profile bounds). Returns ``(tau2, converged, iterations)`` shaped
+    ``yi.shape[:-1]``.
+    """
+    shape = yi.shape[:-1]
+    n, (y, v, mm), (tgt, up) = _flatten(yi, vi, m, target, upper)
+    tau2 = np.zeros(n)
+    iterations = np.zeros(n, dtype=np.int64)
+    converged = np.ones(n, dtype=bool)
+    w = weights(v, 0.0, mm)
+    _, _, e = weighted_residuals(y, w)
+    we = w * e
+    f = (we * e).sum(axis=-1) - tgt
+    act = f > 0
+    converged[act] = False
+    idx = np.flatnonzero(act)
+    if idx.size < n:
+        y, v, mm, tgt, up, f, we = _take([y, v, mm, tgt, up, f, we], act)
+    t = np.zeros(idx.size)
+    for it in range(1, maxiter + 1):
+        if idx.size == 0:
+            break
+        step = f / (we * we).sum(axis=-1)
+        t = t + step
+        done = np.abs(step) <= tol * np.maximum(t, 1.0)
+        if up is not None:
+            over = t >= up
+            t = np.where(over, up, t)
+            done |= over
+        if not done.all():
+            w = weights(v, t, mm)
+            _, _, e = weighted_residuals(y, w)
+            we = w * e
+            f = (we * e).sum(axis=-1) - tgt
+            done |= f <= 0
+        if done.any():
+            tau2[idx[done]] = t[done]
+            converged[idx[done]] = True
+            iterations[idx[done]] = it
+            keep = ~done
+            idx = idx[keep]
+            y, v, mm, tgt, up, f, we, t = _take([y, v, mm, tgt, up, f, we, t], keep)
+    tau2[idx] = t
+    iterations[idx] = maxiter
+    return tau2.reshape(shape), converged.reshape(shape), iterations.reshape(shape)
+
+
+def _score_steps(y, v, mm, t, reml):
+    """Fisher-scoring and Newton steps for ML/REML at tau² = t (intercept-only model).
+
+    With P the projection of the weighted model and e the weighted residuals, the score is
+    (y'PPy - tr P) / 2 for REML and (y'PPy - sum w) / 2 for ML; the expected information is
+    tr(PP) / 2 (REML) or sum w² / 2 (ML); the observed information subtracts it from y'PPPy.
+    Returns ``(fisher_step, newton_step, observed_information)``.
+    """
+    w = weights(v, t, mm)
+    sw, _, e = weighted_residuals(y, w)
+    w2 = w * w
+    sw2 = w2.sum(axis=-1)
+    we2 = w2 * e
+    ypp = (we2 * e).sum(axis=-1)  # y'PPy
+    sw2e = we2.sum(axis=-1)
+    yppp = (we2 * w * e).sum(axis=-1) - sw2e * sw2e / sw  # y'PPPy
+    if reml:
+        tr_p = sw - sw2 / sw
+        expected = sw2 - 2.0 * (w2 * w).sum(axis=-1) / sw + sw2 * sw2 / (sw * sw)  # tr(PP)
+        twice_score = ypp - tr_p
+    else:
+        expected = sw2
+        twice_score = ypp - sw
+    observed = 2.0 * yppp - expected  # twice the observed information
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return twice_score / expected, twice_score / observed, observed
+
+
+def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000):
+    """ML/REML tau² by metafor's Fisher scoring, finished with Newton steps; vectorised.
+
+    Each problem starts at ``start`` (metafor: max(0, HE)) and takes Fisher-scoring steps
+    tau² <- tau² + score / expected information, halving a step while it would make tau²
+    negative (metafor's step-halving, done here in closed form). Once a Fisher step is below
+    half of tau² and the log-likelihood is locally concave, Newton steps (observed information)
+    take over for quadratic convergence to the same stationary point. A problem stops when the
+    change is at most ``tol * max(1, tau²)``. When a step had to be halved and the score at
+    tau² = 0 is also <= 0, the iteration would only creep towards 0 by halvings; it is set to 0
+    (metafor, run to ``threshold = 1e-12``, ends within ~1e-12 of 0).
+    Returns ``(tau2, converged, iterations)`` shaped like ``start``.
+    """
+    shape = yi.shape[:-1]
+    n, (y, v, mm), (t,) = _flatten(yi, vi, m, start)
+    tau2 = t.copy()
+    iterations = np.zeros(n, dtype=np.int64)
+    converged = np.zeros(n, dtype=bool)
+    idx = np.arange(n)
+    score0 = None
+    for it in range(1, maxiter + 1):
+        if idx.size == 0:
+            break
+        adj, newton, observed = _score_steps(y, v, mm, t, reml)
+        adj = np.where(np.isnan(adj), 0.0, adj)
+        use_newton = (observed > 0) & (np.abs(adj) <= 0.5 * t) & (t + newton >= 0)
+        adj = np.where(use_newton, newton, adj)
+        neg = t + adj < 0
+        boundary = np.zeros(idx.size, dtype=bool)
+        if neg.any():
+            with np.errstate(divide="ignore"):
+                halvings = np.ceil(np.log2(np.where(neg & (t > 0), -adj / t, 1.0)))
+            adj = np.where(neg, np.where(t > 0, np.ldexp(adj, -halvings.astype(int)), 0.0), adj)
+            adj = np.where(t + adj < 0, -t, adj)  # round-off guard: land exactly on 0
+            if score0 is None:
+                score0 = _score_steps(y, v, mm, np.zeros(idx.size), reml)[0]
+            boundary = neg & (score0 <= 0)
+        new = np.where(boundary, 0.0, t + adj)
+        change = np.abs(new - t)
+        t = new
+        done = (change <= tol * np.maximum(t, 1.0)) | boundary
+        if done.any():
+            tau2[idx[done]] = t[done]
+            converged[idx[done]] = True
+            iterations[idx[done]] = it
+            keep = ~done
+            idx = idx[keep]
+            y, v, mm, t, score0 = _take([y, v, mm, t, score0], keep)
+    tau2[idx] = t
+    iterations[idx] = maxiter
+    return tau2.reshape(shape), converged.reshape(shape), iterations.reshape(shape)
+
+
+def _dlit_h(y, v, mm, k, t):
+    """h(tau²) = Q(tau²) - (k - 1) - tau² tr P(tau²) and dh/dtau² (DLIT fixed point)."""
+    w = weights(v, t, mm)
+    sw, _, e = weighted_residuals(y, w)
+    w2 = w * w
+    sw2 = w2.sum(axis=-1)
+    q = (w * e * e).sum(axis=-1)
+    ypp = (w2 * e * e).sum(axis=-1)
+    tr_p = sw - sw2 / sw
+    tr_pp = sw2 - 2.0 * (w2 * w).sum(axis=-1) / sw + sw2 * sw2 / (sw * sw)
+    return q - (k - 1.0) - t * tr_p, -ypp - tr_p + t * tr_pp
+
+
+def solve_dlit(yi, vi, m, k, *, tol=1e-12, maxiter=1000):
+    """Fixed point of metafor's iterated DL update, by Newton steps inside a bisection bracket.
+
+    metafor iterates tau² <- max(0, (Q(tau²) - (k - 1)) / tr P(tau²)); a fixed point solves
+    h(tau²) = Q(tau²) - (k - 1) - tau² tr P(tau²) = 0 (h(0) > 0 > h(inf) = -(k - 1)).
+    tau² = 0 where h(0) <= 0. Returns ``(tau2, converged, iterations)``.
+    """
+    shape = yi.shape[:-1]
+    n, (y, v, mm), (kk,) = _flatten(yi, vi, m, k)
+    tau2 = np.zeros(n)
+    iterations = np.zeros(n, dtype=np.int64)
+    h0, _ = _dlit_h(y, v, mm, kk, tau2)
+    act = (h0 > 0) & (kk > 1)
+    converged = ~act
+    idx = np.flatnonzero(act)
+    y, v, mm, kk = _take([y, v, mm, kk], act)
+    t = np.zeros(idx.size)
+    lo = np.zeros(idx.size)
+    hi = np.ones(idx.size)
+    for _ in range(1100):  # find an upper end of the bracket
+        grow = _dlit_h(y, v, mm, kk, hi)[0] > 0
+        if not grow.any():
+            break
+        hi = np.where(grow, 2.0 * hi, hi)
+    for it in range(1, maxiter + 1):
+        if idx.size == 0:
+            break
+        h, dh = _dlit_h(y, v, mm, kk, t)
+        lo = np.where(h > 0, t, lo)
+        hi = np.where(h <= 0, t, hi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            new = t - h / dh
+        bad = ~np.isfinite(new) | (new <= lo) | (new >= hi)
+        new = np.where(bad, 0.5 * (lo + hi), new)
+        scale = tol * np.maximum(new, 1.0)
+        done = (np.abs(new - t) <= scale) | (hi - lo <= scale) | (h == 0)
+        t = new
+        if done.any():
+            tau2[idx[done]] = t[done]
+            converged[idx[done]] = True
+            iterations[idx[done]] = it
+            keep = ~done
+            idx = idx[keep]
+            y, v, mm, kk, t, lo, hi = _take([y, v, mm, kk, t, lo, hi], keep)
+    tau2[idx] = t
+    iterations[idx] = maxiter
+    return tau2.reshape(shape), converged.reshape(shape), iterations.reshape(shape)
