@@ -101,6 +101,8 @@ def meta(
     level: float = 95,
     labels=None,
     measure: str | None = None,
+    tol: float = 1e-12,
+    maxiter: int = 1000,
 ) -> MetaResult:
     """Fit a random-effects (or common-effect) meta-analysis, as metafor's ``rma()``.
 
@@ -127,6 +129,9 @@ def meta(
         ``study_label`` column, else the index; without ``data`` "Study 1", "Study 2", ...
     measure : str, optional
         Effect-size measure (e.g. "SMD", "RR"); overrides ``data.attrs["measure"]``.
+    tol, maxiter
+        Convergence tolerance and iteration limit of the iterative steps (tau² estimators and
+        Q-profile bounds); the defaults give the exact roots.
 
     Returns
     -------
@@ -216,7 +221,9 @@ def meta(
             stacklevel=2,
         )
         used_test = "z"
-    out = fit_batch(y, v, method=method, test=used_test, level=level, ci_tau2=k > 1)
+    out = fit_batch(
+        y, v, method=method, test=used_test, level=level, ci_tau2=k > 1, tol=tol, maxiter=maxiter
+    )
     converged = bool(out["converged"])
     if not converged:
         warnings.warn(
