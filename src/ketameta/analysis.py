@@ -155,12 +155,19 @@ def meta(
 
     Examples
     --------
+    The BCG vaccine trials (Colditz et al. 1994; log risk ratios, rounded to 4 decimals;
+    metafor's ``rma(yi, vi, data=dat.bcg-escalc)`` gives -0.7145, tau² 0.3132, I² 92.2%):
+
     >>> from ketameta.analysis import meta
-    >>> yi = [-0.889, -1.585, -1.348, -1.442, -0.218, -0.786, -1.621]
-    >>> vi = [0.326, 0.195, 0.415, 0.020, 0.051, 0.007, 0.223]
+    >>> yi = [-0.8893, -1.5854, -1.3481, -1.4416, -0.2175, -0.7861, -1.6209, 0.012, -0.4694,
+    ...       -1.3713, -0.3394, 0.4459, -0.0173]
+    >>> vi = [0.3256, 0.1946, 0.4154, 0.02, 0.0512, 0.0069, 0.223, 0.004, 0.0564, 0.073,
+    ...       0.0124, 0.5325, 0.0714]
     >>> res = meta(yi, vi, method="REML")
     >>> round(res.estimate, 4), round(res.tau2, 4), round(res.i2, 1)
-    (-1.0538, 0.2373, 89.4)
+    (-0.7145, 0.3133, 92.2)
+    >>> round(res.ci_low, 3), round(res.ci_high, 3)
+    (-1.067, -0.362)
     """
     level = _check_options(method, test, level)
     favours = None

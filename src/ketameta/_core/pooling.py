@@ -101,7 +101,7 @@ def pool(
     >>> vi = np.array([0.33, 0.19, 0.42, 0.02, 0.05, 0.01])
     >>> res = pool(yi, vi, 0.2206)
     >>> round(float(res["estimate"]), 4), round(float(res["se"]), 4)
-    (-0.9937, 0.2191)
+    (-0.99, 0.2357)
     """
     if test not in TESTS:
         raise ValueError(f"Unknown 'test' {test!r}; choose 'z' or 'knha'.")
