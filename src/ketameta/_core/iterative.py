@@ -211,6 +211,7 @@ def solve_dlit(yi, vi, m, k, *, tol=1e-12, maxiter=1000):
             new = t - h / dh
         bad = ~np.isfinite(new) | (new <= lo) | (new >= hi)
         new = np.where(bad, 0.5 * (lo + hi), new)
+        new = np.where(h == 0, t, new)  # an exact root (h == 0 also moved hi onto t)
         scale = tol * np.maximum(new, 1.0)
         done = (np.abs(new - t) <= scale) | (hi - lo <= scale) | (h == 0)
         t = new
