@@ -3,7 +3,8 @@
 Reference: tests/reference/rma_methods_*/ (metafor 3.8.1, every fit with
 control=list(tol=1e-12, threshold=1e-12, maxiter=1000); calls in each README.txt).
 Compared: b, se, zval, pval, ci.lb, ci.ub, tau2, I2, H2, QE, QEp, vt, QM, ddf, weights(),
-predict() (pred, se, ci, pi) and confint() (Q-profile bounds of tau2, tau, I2, H2).
+predict() (pred, se, ci, pi), confint() (Q-profile bounds of tau2, tau, I2, H2), se.tau2 and
+fitstats() (logLik, deviance, AIC, BIC, AICc).
 """
 
 from __future__ import annotations
@@ -148,6 +149,20 @@ def test_q_profile_confint(case, method, test):
     pairs["fixed ci.lb"] = (res.ci_low, ci["fixed"]["ci.lb"][0])
     pairs["fixed ci.ub"] = (res.ci_high, ci["fixed"]["ci.ub"][0])
     _compare(pairs, RTOL_ITERATIVE)
+
+
+@pytest.mark.parametrize("test", TESTS)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("case", CASES)
+def test_se_tau2_and_fit_statistics(case, method, test):
+    res, fit = _fit(case, method, test)
+    rtol = RTOL_CLOSED_FORM if method in CLOSED_FORM else RTOL_ITERATIVE
+    stats = fit["fitstats"]
+    assert stats["rows"] == ["logLik:", "deviance:", "AIC:", "BIC:", "AICc:"]
+    ours = (res.loglik, res.deviance, res.aic, res.bic, res.aicc)
+    pairs = {row: (a, b) for row, a, b in zip(stats["rows"], ours, stats["values"], strict=True)}
+    pairs["se.tau2"] = (res.se_tau2, fit["se.tau2"])  # NaN on both sides for EE/FE
+    _compare(pairs, rtol)
 
 
 @pytest.mark.parametrize("case", CASES)

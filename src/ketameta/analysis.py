@@ -288,6 +288,12 @@ def meta(
         data=frame,
         converged=converged,
         vt=float(out["vt"]),
+        se_tau2=float(out["se_tau2"]),
+        loglik=float(out["loglik"]),
+        deviance=float(out["deviance"]),
+        aic=float(out["aic"]),
+        bic=float(out["bic"]),
+        aicc=float(out["aicc"]),
     )
 
 
@@ -398,6 +404,8 @@ def meta_batch(
         df=out["df"],
         vt=out["vt"],
         converged=out["converged"],
+        se_tau2=out["se_tau2"],
+        loglik=out["loglik"],
         method=method,
         test=test,
         level=level,

@@ -48,7 +48,9 @@ class MetaResult(ResultMixin):
     study); ``method``, ``test``, ``level`` (percent), ``df`` (t df for knha, else None);
     the inputs ``yi``, ``vi``, ``labels``; ``measure`` and ``favours_group1`` (from escalc);
     ``excluded`` (``(label, reason)`` pairs excluded upstream); ``data`` (the rows used, or
-    None); ``converged``; ``vt`` (typical within-study variance used for I² and H²).
+    None); ``converged``; ``vt`` (typical within-study variance used for I² and H²);
+    ``se_tau2`` [se.tau2]; ``loglik``, ``deviance``, ``aic``, ``bic``, ``aicc`` [fitstats():
+    restricted likelihood for REML, ML likelihood otherwise].
     Ratio measures (RR, OR, ROM, PETO) stay on the log scale here.
     """
 
@@ -86,6 +88,12 @@ class MetaResult(ResultMixin):
     data: pd.DataFrame | None = field(default=None, repr=False)
     converged: bool = True
     vt: float = float("nan")
+    se_tau2: float = float("nan")
+    loglik: float = float("nan")
+    deviance: float = float("nan")
+    aic: float = float("nan")
+    bic: float = float("nan")
+    aicc: float = float("nan")
 
     _title = "Meta-analysis"
 
@@ -182,6 +190,8 @@ class BatchResult(ResultMixin):
     df: np.ndarray
     vt: np.ndarray
     converged: np.ndarray
+    se_tau2: np.ndarray
+    loglik: np.ndarray
     method: str
     test: str
     level: float
@@ -191,7 +201,7 @@ class BatchResult(ResultMixin):
     _COLUMNS = (
         "k", "estimate", "se", "statistic", "pvalue", "ci_low", "ci_high", "pi_low", "pi_high",
         "tau2", "tau2_ci_low", "tau2_ci_high", "tau", "i2", "i2_ci_low", "i2_ci_high", "h2",
-        "h2_ci_low", "h2_ci_high", "q", "q_df", "q_pvalue", "df", "converged",
+        "h2_ci_low", "h2_ci_high", "q", "q_df", "q_pvalue", "df", "se_tau2", "loglik", "converged",
     )  # fmt: skip
 
     def __len__(self) -> int:

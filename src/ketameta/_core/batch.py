@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ketameta._core.fitstats import fit_statistics, se_tau2
 from ketameta._core.pooling import TESTS, pool
 from ketameta._core.tau2 import (
     COMMON_METHODS,
@@ -56,8 +57,10 @@ def fit_batch(
     -------
     dict of ndarray
         Every key of :func:`ketameta._core.pooling.pool` plus ``tau2, tau, converged,
-        iterations``, and with ``ci_tau2`` also ``tau2_ci_low, tau2_ci_high, tau_ci_low,
-        tau_ci_high, i2_ci_low, i2_ci_high, h2_ci_low, h2_ci_high, ci_converged``.
+        iterations``, ``se_tau2`` and the fit statistics ``loglik, deviance, aic, bic, aicc``
+        (see :mod:`ketameta._core.fitstats`), and with ``ci_tau2`` also ``tau2_ci_low,
+        tau2_ci_high, tau_ci_low, tau_ci_high, i2_ci_low, i2_ci_high, h2_ci_low, h2_ci_high,
+        ci_converged``.
 
     Examples
     --------
@@ -85,6 +88,9 @@ def fit_batch(
     out["tau"] = np.sqrt(fit.tau2)
     out["converged"] = fit.converged
     out["iterations"] = fit.iterations
+    m = None if mask is None else mask.astype(np.float64)
+    out["se_tau2"] = se_tau2(yi, vi, fit.tau2, method, m=m, k=out["k"])
+    out.update(fit_statistics(yi, vi, fit.tau2, method, m=m, k=out["k"]))
     if ci_tau2:
         shape = fit.tau2.shape
         if method in COMMON_METHODS:
