@@ -8,6 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 
+_add_reduce = np.add.reduce
+
+
+def _vecdot_fallback(a, b):
+    return np.einsum("...k,...k->...", a, b)
+
+
+#: ``vdot(a, b)`` = sum of a * b over the last axis (numpy >= 2 ``vecdot``; fast on small and
+#: stacked arrays alike).
+vdot = getattr(np, "vecdot", _vecdot_fallback)
+
+
+def rowsum(a):
+    """Sum over the last axis (the studies)."""
+    return _add_reduce(a, -1)
+
 
 def prepare(yi, vi, mask=None):
     """Return ``(yi, vi, m, k)`` as float arrays; ``m`` is the float mask (None = all studies).
@@ -41,8 +57,8 @@ def weights(vi, tau2, m):
 
 def weighted_residuals(yi, w):
     """Return ``(sum w, weighted mean, residuals yi - mean)``."""
-    sw = w.sum(axis=-1)
-    mu = (w * yi).sum(axis=-1) / sw
+    sw = _add_reduce(w, -1)
+    mu = vdot(w, yi) / sw
     return sw, mu, yi - mu[..., None]
 
 
@@ -50,4 +66,4 @@ def q_statistic(yi, vi, tau2, m):
     """Generalized Q(tau²) = sum w (y - mean_w)², w = 1/(vi + tau²)."""
     w = weights(vi, tau2, m)
     _, _, e = weighted_residuals(yi, w)
-    return (w * e * e).sum(axis=-1)
+    return vdot(w * e, e)

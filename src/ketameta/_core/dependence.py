@@ -61,9 +61,7 @@ def combine_binary_arms(events: ArrayLike, n: ArrayLike) -> tuple[float, float]:
     >>> combine_binary_arms([3, 5], [10, 12])
     (8.0, 22.0)
     """
-    return float(np.sum(np.asarray(events, dtype=float))), float(
-        np.sum(np.asarray(n, dtype=float))
-    )
+    return float(np.sum(np.asarray(events, dtype=float))), float(np.sum(np.asarray(n, dtype=float)))
 
 
 def split_shared_control(n: float, n_comparisons: int) -> NDArray[np.float64]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ketameta._core.arrays import weighted_residuals, weights
+from ketameta._core.arrays import vdot, weighted_residuals, weights
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -76,7 +76,7 @@ def se_tau2(yi, vi, tau2, method: str, *, m=None, k=None):
         else:
             w = weights(vi, t, m)
             if method == "ML":
-                out = np.sqrt(2.0 / (w * w).sum(axis=-1))
+                out = np.sqrt(2.0 / vdot(w, w))
             elif method == "REML":
                 out = np.sqrt(2.0 / _traces(w, vi, m)[1])
             else:  # EB, PM, MP, PMM, SJIT
@@ -99,7 +99,7 @@ def fit_statistics(yi, vi, tau2, method: str, *, m=None, k=None) -> dict[str, np
     parms = 1.0 if method in ("EE", "FE") else 2.0
     w = weights(vi, tau2, m)
     sw, _, e = weighted_residuals(yi, w)
-    rss = (w * e * e).sum(axis=-1)
+    rss = vdot(w * e, e)
     logdet = (mm * np.log(vi + tau2[..., None])).sum(axis=-1)
     if method == "REML":
         n = k - 1.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ketameta._core.arrays import weighted_residuals, weights
+from ketameta._core.arrays import vdot, weighted_residuals, weights
 
 
 def _take(arrays, sel):
@@ -29,55 +29,70 @@ def _flatten(yi, vi, m, *per_problem):
     return n, flat, extra
 
 
+def _q_and_slope(y, v, mm, t, tgt):
+    """Q(t) - target and -dQ/dt = sum (w e)² at tau² = t."""
+    w = weights(v, t, mm)
+    _, _, e = weighted_residuals(y, w)
+    we = w * e
+    return vdot(we, e) - tgt, vdot(we, we)
+
+
 def solve_q_equation(yi, vi, m, target, *, upper=None, tol=1e-12, maxiter=1000):
     """Root of the generalized Q equation ``Q(tau²) = target`` for each problem.
 
-    Q(tau²) = sum w (y - mean_w)², w = 1/(vi + tau²), is decreasing and convex in tau²
-    (dQ/dtau² = -sum (w e)², second derivative 2 y'P³y >= 0), so Newton's method started at 0
-    rises monotonically to the root without overshooting. A problem stops when the Newton step
-    is at most ``tol * max(1, tau²)`` or Q - target is <= 0 (reached within round-off).
-    tau² = 0 where Q(0) <= target. With ``upper`` the search stops at ``upper`` (metafor's
-    ``tau2.max`` for Q-profile bounds). Returns ``(tau2, converged, iterations)`` shaped
-    ``yi.shape[:-1]``.
+    Q(tau²) = sum w (y - mean_w)², w = 1/(vi + tau²), is positive, decreasing and convex in
+    tau² (dQ/dtau² = -sum (w e)², second derivative 2 y'P³y >= 0), and 1/Q is nearly linear
+    (exactly so when all vi are equal). Newton steps on 1/Q - 1/target therefore reach the
+    root in a few iterations; they are kept inside a bracket [lo, hi] (Q(lo) > target >
+    Q(hi)), and a step that would leave it is replaced by a Newton step on Q itself from the
+    left (which, Q being convex, never passes the root) or by bisection. A problem stops when
+    the step is at most ``tol * max(1, tau²)`` or Q equals the target.
+    tau² = 0 where Q(0) <= target. With ``upper``, a root beyond ``upper`` is reported as
+    ``upper`` (metafor's ``tau2.max`` for Q-profile bounds). Returns
+    ``(tau2, converged, iterations)`` shaped ``yi.shape[:-1]``.
     """
     shape = yi.shape[:-1]
     n, (y, v, mm), (tgt, up) = _flatten(yi, vi, m, target, upper)
     tau2 = np.zeros(n)
     iterations = np.zeros(n, dtype=np.int64)
     converged = np.ones(n, dtype=bool)
-    w = weights(v, 0.0, mm)
-    _, _, e = weighted_residuals(y, w)
-    we = w * e
-    f = (we * e).sum(axis=-1) - tgt
+    t = np.zeros(n)
+    f, slope = _q_and_slope(y, v, mm, t, tgt)
     act = f > 0
+    hi = np.full(n, np.inf)
+    if up is not None:
+        beyond = act & (_q_and_slope(y, v, mm, up, tgt)[0] >= 0)
+        tau2[beyond] = up[beyond]
+        act &= ~beyond
+        hi = up.copy()
     converged[act] = False
     idx = np.flatnonzero(act)
     if idx.size < n:
-        y, v, mm, tgt, up, f, we = _take([y, v, mm, tgt, up, f, we], act)
-    t = np.zeros(idx.size)
+        y, v, mm, tgt, f, slope, t, hi = _take([y, v, mm, tgt, f, slope, t, hi], act)
+    lo = t.copy()
     for it in range(1, maxiter + 1):
         if idx.size == 0:
             break
-        step = f / (we * we).sum(axis=-1)
-        t = t + step
-        done = np.abs(step) <= tol * np.maximum(t, 1.0)
-        if up is not None:
-            over = t >= up
-            t = np.where(over, up, t)
-            done |= over
-        if not done.all():
-            w = weights(v, t, mm)
-            _, _, e = weighted_residuals(y, w)
-            we = w * e
-            f = (we * e).sum(axis=-1) - tgt
-            done |= f <= 0
+        right = f > 0
+        lo = np.where(right, t, lo)
+        hi = np.where(right, hi, t)
+        q_step = f / slope  # Newton on Q
+        new = t + q_step * (f + tgt) / tgt  # Newton on 1/Q - 1/target
+        bad = ~((new > lo) & (new < hi))
+        if bad.any():
+            safe = np.where(right, t + q_step, 0.5 * (lo + hi))
+            new = np.where(bad, safe, new)
+        done = np.abs(new - t) <= tol * np.maximum(new, 1.0)
+        t = new
+        f, slope = _q_and_slope(y, v, mm, t, tgt)
+        done |= f == 0
         if done.any():
             tau2[idx[done]] = t[done]
             converged[idx[done]] = True
             iterations[idx[done]] = it
             keep = ~done
             idx = idx[keep]
-            y, v, mm, tgt, up, f, we, t = _take([y, v, mm, tgt, up, f, we, t], keep)
+            y, v, mm, tgt, f, slope, t, lo, hi = _take([y, v, mm, tgt, f, slope, t, lo, hi], keep)
     tau2[idx] = t
     iterations[idx] = maxiter
     return tau2.reshape(shape), converged.reshape(shape), iterations.reshape(shape)
@@ -93,15 +108,15 @@ def _score_steps(y, v, mm, t, reml):
     """
     w = weights(v, t, mm)
     sw, _, e = weighted_residuals(y, w)
-    w2 = w * w
-    sw2 = w2.sum(axis=-1)
-    we2 = w2 * e
-    ypp = (we2 * e).sum(axis=-1)  # y'PPy
-    sw2e = we2.sum(axis=-1)
-    yppp = (we2 * w * e).sum(axis=-1) - sw2e * sw2e / sw  # y'PPPy
+    we = w * e
+    sw2 = vdot(w, w)
+    sw3 = vdot(w * w, w)
+    ypp = vdot(we, we)  # y'PPy = sum w² e²
+    sw2e = vdot(we, w)  # sum w² e
+    yppp = vdot(we * w, we) - sw2e * sw2e / sw  # y'PPPy
     if reml:
         tr_p = sw - sw2 / sw
-        expected = sw2 - 2.0 * (w2 * w).sum(axis=-1) / sw + sw2 * sw2 / (sw * sw)  # tr(PP)
+        expected = sw2 - 2.0 * sw3 / sw + sw2 * sw2 / (sw * sw)  # tr(PP)
         twice_score = ypp - tr_p
     else:
         expected = sw2
@@ -168,12 +183,12 @@ def _dlit_h(y, v, mm, k, t):
     """h(tau²) = Q(tau²) - (k - 1) - tau² tr P(tau²) and dh/dtau² (DLIT fixed point)."""
     w = weights(v, t, mm)
     sw, _, e = weighted_residuals(y, w)
-    w2 = w * w
-    sw2 = w2.sum(axis=-1)
-    q = (w * e * e).sum(axis=-1)
-    ypp = (w2 * e * e).sum(axis=-1)
+    we = w * e
+    sw2 = vdot(w, w)
+    q = vdot(we, e)
+    ypp = vdot(we, we)
     tr_p = sw - sw2 / sw
-    tr_pp = sw2 - 2.0 * (w2 * w).sum(axis=-1) / sw + sw2 * sw2 / (sw * sw)
+    tr_pp = sw2 - 2.0 * vdot(w * w, w) / sw + sw2 * sw2 / (sw * sw)
     return q - (k - 1.0) - t * tr_p, -ypp - tr_p + t * tr_pp
 
 

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 from scipy import special
 
-from ketameta._core.arrays import prepare, weighted_residuals, weights
+from ketameta._core.arrays import prepare, vdot, weighted_residuals, weights
 from ketameta._core.tau2 import COMMON_METHODS
 
 Test = Literal["z", "knha"]
@@ -42,12 +42,12 @@ def heterogeneity(yi, vi, m, k):
     """
     w = weights(vi, 0.0, m)
     sw, _, e = weighted_residuals(yi, w)
-    q = np.maximum((w * e * e).sum(axis=-1), 0.0)
+    q = np.maximum(vdot(w * e, e), 0.0)
     q_df = k - 1.0
     single = k <= 1
     with np.errstate(invalid="ignore", divide="ignore"):
         q_p = special.chdtrc(np.where(single, 1.0, q_df), q)
-        vt = q_df / (sw - (w * w).sum(axis=-1) / sw)
+        vt = q_df / (sw - vdot(w, w) / sw)
     q = np.where(single, 0.0, q)
     q_p = np.where(single, 1.0, q_p)
     vt = np.where(single, 0.0, vt)
@@ -113,7 +113,7 @@ def pool(
     sw, est, e = weighted_residuals(yi, w)
     var = 1.0 / sw
     if test == "knha":
-        rss = (w * e * e).sum(axis=-1)
+        rss = vdot(w * e, e)
         df = k - 1.0
         with np.errstate(invalid="ignore", divide="ignore"):
             s2w = np.where(rss <= _EPS, 0.0, rss / df)

@@ -39,7 +39,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 from scipy import special
 
-from ketameta._core.arrays import prepare, q_statistic, weighted_residuals, weights
+from ketameta._core.arrays import prepare, q_statistic, vdot, weighted_residuals, weights
 from ketameta._core.iterative import fisher_scoring, solve_dlit, solve_q_equation
 
 __all__ = [
@@ -101,8 +101,8 @@ class HeterogeneityBounds(NamedTuple):
 def _dl(yi, vi, m, k):
     w = weights(vi, 0.0, m)
     sw, _, e = weighted_residuals(yi, w)
-    q = (w * e * e).sum(axis=-1)
-    tr_p = sw - (w * w).sum(axis=-1) / sw
+    q = vdot(w * e, e)
+    tr_p = sw - vdot(w, w) / sw
     return (q - (k - 1.0)) / tr_p
 
 
@@ -117,7 +117,7 @@ def _he(yi, vi, m, k):
 def _hs(yi, vi, m, k, *, kcorr):
     w = weights(vi, 0.0, m)
     sw, _, e = weighted_residuals(yi, w)
-    q = (w * e * e).sum(axis=-1)
+    q = vdot(w * e, e)
     if kcorr:
         q = k / (k - 1.0) * q
     return (q - k) / sw
@@ -138,7 +138,7 @@ def _sj(yi, vi, m, k):
 def _loglik(yi, vi, m, k, tau2, reml):
     w = weights(vi, tau2, m)
     sw, _, e = weighted_residuals(yi, w)
-    q = (w * e * e).sum(axis=-1)
+    q = vdot(w * e, e)
     mm = 1.0 if m is None else m
     logdet = (mm * np.log(vi + tau2[..., None])).sum(axis=-1)
     if reml:
