@@ -126,6 +126,21 @@ def test_dataframe_problems_list_every_row_and_column():
     assert {p["column"] for p in info.value.problems} == {"yi", "vi"}
 
 
+def test_dataframe_text_in_numeric_columns_is_reported_by_row():
+    df = _frame()
+    df["yi"] = df["yi"].astype(object)
+    df.loc[3, "yi"] = "n/a"
+    df.loc[4, "vi"] = np.nan
+    with pytest.raises(DataValidationError) as info:
+        meta(data=df)
+    text = str(info.value)
+    assert (
+        "row 'Hart & Sutherland 1977' (position 3), column 'yi': yi is 'n/a' (not a number)" in text
+    )
+    assert "(position 4), column 'vi': vi is nan (must be finite)" in text
+    assert len(info.value.problems) == 2
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -48,6 +48,14 @@ def _numeric_vector(values, name: str) -> np.ndarray:
     return arr
 
 
+def _numeric_column(column: pd.Series, name: str) -> tuple[np.ndarray, list]:
+    """Column as floats; text that is not a number becomes NaN and is reported by position."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    values = np.asarray(numbers, dtype=np.float64)
+    text = np.flatnonzero(np.isnan(values) & column.notna().to_numpy())
+    return values, [(int(p), name, f"{name} is {column.iloc[p]!r} (not a number)") for p in text]
+
+
 def _row_problems(yi: np.ndarray, vi: np.ndarray) -> list[tuple[int, str, str]]:
     """(position, column, problem) for every non-finite yi/vi and every vi <= 0."""
     problems = []
@@ -183,9 +191,10 @@ def meta(
                 raise ValueError(f"With 'data', '{arg}' must be a column name, got {col!r}.")
             if col not in data.columns:
                 raise ValueError(f"'{arg}' column {col!r} is not in 'data'.")
-        y = _numeric_vector(data[ycol], "yi")
-        v = _numeric_vector(data[vcol], "vi")
         labs = _labels_from_data(data, labels)
+        y, text_y = _numeric_column(data[ycol], "yi")
+        v, text_v = _numeric_column(data[vcol], "vi")
+        text_problems = text_y + text_v
         measure = measure if measure is not None else data.attrs.get("measure")
         favours = data.attrs.get("favours_group1")
         excluded = _excluded(data.attrs)
@@ -200,10 +209,13 @@ def meta(
             raise ValueError(f"Length of 'yi' ({y.size}) and 'vi' ({v.size}) are not the same.")
         labs = _labels_from_sequence(labels, y.size)
         columns = None
+        text_problems = []
     k = y.size
     if k == 0:
         raise ValueError("No studies: 'yi' and 'vi' are empty.")
-    problems = _row_problems(y, v)
+    reported = {(pos, col) for pos, col, _ in text_problems}  # text already explains its NaN
+    problems = text_problems + [p for p in _row_problems(y, v) if (p[0], p[1]) not in reported]
+    problems.sort()
     if problems:
         if columns is not None:
             lines = [
