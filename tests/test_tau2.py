@@ -248,3 +248,51 @@ def test_vectorised_over_leading_axes(method):
         for j in range(3):
             one = estimate_tau2(stack_y[i, j], stack_v[i, j], method)
             assert fit.tau2[i, j] == pytest.approx(float(one.tau2), rel=1e-12, abs=ATOL)
+
+
+def _many(n=60, k=8, seed=11):
+    """Simulated problems spanning tau² = 0 (boundary) to large heterogeneity."""
+    rng = np.random.default_rng(seed)
+    vi = rng.uniform(0.02, 0.4, size=(n, k))
+    true = rng.choice([0.0, 0.0, 0.01, 0.1, 1.0], size=(n, 1))
+    return rng.normal(0.0, np.sqrt(vi + true)), vi
+
+
+def _loglik(yi, vi, t, reml):
+    w = 1.0 / (vi + t)
+    p = _p(w)
+    ll = -0.5 * np.sum(np.log(vi + t)) - 0.5 * yi @ p @ yi
+    return ll - 0.5 * np.log(np.sum(w)) if reml else ll
+
+
+def _argmax_likelihood(yi, vi, reml):
+    """Global maximiser over [0, 50]: every sign change of the score on a fine grid, by brentq,
+    plus the boundary 0; the candidate with the largest (restricted) likelihood wins."""
+    grid = np.concatenate([[0.0], np.geomspace(1e-6, 50.0, 400)])
+    score = np.array([_score(yi, vi, t, reml) for t in grid])
+    candidates = [0.0]
+    for a, b, sa, sb in zip(grid[:-1], grid[1:], score[:-1], score[1:], strict=True):
+        if sa > 0 >= sb:  # a maximum of the likelihood
+            candidates.append(optimize.brentq(lambda t: _score(yi, vi, t, reml), a, b, xtol=1e-15))
+    return max(candidates, key=lambda t: _loglik(yi, vi, t, reml))
+
+
+@pytest.mark.parametrize("method", ["ML", "REML"])
+def test_batched_ml_reml_find_the_likelihood_maximum_including_boundary_cases(method):
+    yi, vi = _many()
+    fit = estimate_tau2(yi, vi, method)
+    assert fit.converged.all()
+    reml = method == "REML"
+    expected = [_argmax_likelihood(yi[i], vi[i], reml) for i in range(len(yi))]
+    np.testing.assert_allclose(fit.tau2, expected, rtol=RTOL_ROOT, atol=ATOL)
+    assert (fit.tau2 == 0).sum() >= 5  # the boundary really was exercised
+
+
+@pytest.mark.parametrize("method", ["PM", "PMM"])
+def test_batched_q_roots_match_dense_roots(method):
+    yi, vi = _many(seed=12)
+    k = yi.shape[1]
+    target = stats.chi2.median(k - 1) if method == "PMM" else k - 1.0
+    fit = estimate_tau2(yi, vi, method)
+    expected = [_root(lambda t, i=i: _dense_q(yi[i], vi[i], t) - target) for i in range(len(yi))]
+    np.testing.assert_allclose(fit.tau2, expected, rtol=RTOL_ROOT, atol=ATOL)

@@ -134,18 +134,18 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000):
     negative (metafor's step-halving, done here in closed form). Once a Fisher step is below
     half of tau² and the log-likelihood is locally concave, Newton steps (observed information)
     take over for quadratic convergence to the same stationary point. A problem stops when the
-    change is at most ``tol * max(1, tau²)``. When a step had to be halved and the score at
-    tau² = 0 is also <= 0, the iteration would only creep towards 0 by halvings; it is set to 0
-    (metafor, run to ``threshold = 1e-12``, ends within ~1e-12 of 0).
+    change is at most ``tol * max(1, tau²)``. Each halved step at least halves tau², so a
+    problem whose maximum is at the boundary reaches ~tol in a few dozen steps (metafor's own
+    path); a result below ``100 * tol`` with a score <= 0 at tau² = 0 is then set to exactly 0.
     Returns ``(tau2, converged, iterations)`` shaped like ``start``.
     """
     shape = yi.shape[:-1]
     n, (y, v, mm), (t,) = _flatten(yi, vi, m, start)
+    yf, vf, mf = y, v, mm
     tau2 = t.copy()
     iterations = np.zeros(n, dtype=np.int64)
     converged = np.zeros(n, dtype=bool)
     idx = np.arange(n)
-    score0 = None
     for it in range(1, maxiter + 1):
         if idx.size == 0:
             break
@@ -154,28 +154,29 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000):
         use_newton = (observed > 0) & (np.abs(adj) <= 0.5 * t) & (t + newton >= 0)
         adj = np.where(use_newton, newton, adj)
         neg = t + adj < 0
-        boundary = np.zeros(idx.size, dtype=bool)
         if neg.any():
             with np.errstate(divide="ignore"):
                 halvings = np.ceil(np.log2(np.where(neg & (t > 0), -adj / t, 1.0)))
             adj = np.where(neg, np.where(t > 0, np.ldexp(adj, -halvings.astype(int)), 0.0), adj)
             adj = np.where(t + adj < 0, -t, adj)  # round-off guard: land exactly on 0
-            if score0 is None:
-                score0 = _score_steps(y, v, mm, np.zeros(idx.size), reml)[0]
-            boundary = neg & (score0 <= 0)
-        new = np.where(boundary, 0.0, t + adj)
+        new = t + adj
         change = np.abs(new - t)
         t = new
-        done = (change <= tol * np.maximum(t, 1.0)) | boundary
+        done = change <= tol * np.maximum(t, 1.0)
         if done.any():
             tau2[idx[done]] = t[done]
             converged[idx[done]] = True
             iterations[idx[done]] = it
             keep = ~done
             idx = idx[keep]
-            y, v, mm, t, score0 = _take([y, v, mm, t, score0], keep)
+            y, v, mm, t = _take([y, v, mm, t], keep)
     tau2[idx] = t
     iterations[idx] = maxiter
+    tiny = converged & (tau2 > 0) & (tau2 <= 100.0 * tol)
+    if tiny.any():
+        sel = np.flatnonzero(tiny)
+        score0 = _score_steps(*_take([yf, vf, mf], sel), np.zeros(sel.size), reml)[0]
+        tau2[sel[score0 <= 0]] = 0.0
     return tau2.reshape(shape), converged.reshape(shape), iterations.reshape(shape)
 
 
