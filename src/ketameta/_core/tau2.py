@@ -11,12 +11,14 @@ The estimators follow metafor's ``rma.uni()`` (intercept-only model, metafor 3.8
 * ``DL`` (DerSimonian-Laird), ``HE`` (Hedges), ``HS`` (Hunter-Schmidt), ``HSk`` (HS with the
   k/(k-1) correction), ``SJ`` (Sidik-Jonkman, started at the k-denominator variance of yi):
   closed form.
-* ``ML``, ``REML``: Fisher scoring started at max(0, HE) with step-halving at 0, then metafor's
-  check that tau² = 0 does not have a larger likelihood.
+* ``ML``, ``REML``: Fisher scoring started at max(0, HE) with step-halving at 0 (metafor's path,
+  so the same local maximum when the likelihood has two), finished by Newton steps, then
+  metafor's check that tau² = 0 does not have a larger likelihood.
 * ``PM``/``MP`` (Paule-Mandel), ``EB`` (empirical Bayes) and ``SJIT`` (iterated SJ): each is a
   fixed point of the same equation, generalized Q(tau²) = k - 1, so all are computed as its
   exact root (tau² = 0 when Q(0) < k - 1). ``PMM`` (median-unbiased PM) solves Q(tau²) = the
-  chi-square(k - 1) median.
+  chi-square(k - 1) median. metafor stops with "Value of 'tau2.max' too low" when the root
+  exceeds ``tau2.max = max(100, 10 mad(yi)²)``; here the root is returned.
 * ``DLIT`` (iterated DL, metafor's update tau² <- (Q(tau²) - (k - 1)) / tr P(tau²), truncated at
   0): its fixed point solves Q(tau²) - (k - 1) - tau² tr P(tau²) = 0, found here by safeguarded
   Newton-bisection. metafor's plain iteration oscillates slowly and can fail where this root
