@@ -16,7 +16,7 @@ from _reference import load_case
 from ketameta._core.batch import fit_batch
 from ketameta._core.pooling import pool
 from ketameta.analysis import meta, meta_batch
-from ketameta.exceptions import ConvergenceWarning
+from ketameta.exceptions import ConvergenceWarning, SingleStudyWarning
 from ketameta.results import BatchResult
 
 RTOL_SAME = 1e-10  # batch vs single path: same arithmetic, summation order may differ slightly
@@ -183,13 +183,19 @@ def test_meta_batch_rejects_bad_options(kwargs, message):
         meta_batch(YI, VI, **kwargs)
 
 
-def test_single_study_rows_get_tau2_zero():
+@pytest.mark.parametrize("test", ["z", "knha"])
+def test_single_study_rows_get_tau2_zero_and_the_z_interval(test):
     yi = np.array([[0.3, np.nan, np.nan], [0.1, 0.2, 0.4]])
     vi = np.array([[0.05, np.nan, np.nan], [0.02, 0.03, 0.04]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        res = meta_batch(yi, vi, method="REML")
+        res = meta_batch(yi, vi, method="REML", test=test)
     assert res.k.tolist() == [1, 3]
     assert res.tau2[0] == 0.0 and res.estimate[0] == 0.3
     assert res.se[0] == pytest.approx(np.sqrt(0.05), rel=1e-15)
-    assert np.isnan(res.tau2_ci_low[0])
+    assert np.isnan(res.tau2_ci_low[0]) and np.isnan(res.df[0])
+    with pytest.warns(SingleStudyWarning):
+        single = meta([0.3], [0.05], test=test)
+    _assert_same(res.ci_low[0], single.ci_low, "ci_low")
+    _assert_same(res.pvalue[0], single.pvalue, "pvalue")
+    _assert_same(res.pi_high[0], single.pi_high, "pi_high")

@@ -78,6 +78,8 @@ def pool(
         Wald z test, or Hartung-Knapp(-Sidik-Jonkman): the variance is multiplied by
         s² = sum w (y - estimate)² / (k - 1) (not truncated at 1; s² = 0 when the weighted
         residual sum of squares is <= machine epsilon, as metafor) and t(k - 1) quantiles are used.
+        A single study (k = 1, no t(0) distribution) keeps its z interval and has df NaN
+        (metafor would report se = 0 and no p-value).
     level : float
         Confidence level in percent, in (0, 100).
     method : str, optional
@@ -114,17 +116,17 @@ def pool(
     var = 1.0 / sw
     if test == "knha":
         rss = vdot(w * e, e)
-        df = k - 1.0
+        single = k <= 1  # no t(0): a single study keeps its own z interval, as meta() does
+        df = np.where(single, np.nan, k - 1.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            s2w = np.where(rss <= _EPS, 0.0, rss / df)
+            s2w = np.where(single, 1.0, np.where(rss <= _EPS, 0.0, rss / df))
         var = s2w * var
         se = np.sqrt(var)
-        crit = critical_values(level, df)
+        crit = np.where(single, critical_values(level), critical_values(level, df))
         with np.errstate(invalid="ignore", divide="ignore"):
             stat = est / se
-            pval = np.where(
-                df > 0, 2.0 * special.stdtr(np.where(df > 0, df, 1.0), -np.abs(stat)), np.nan
-            )
+            p_t = 2.0 * special.stdtr(np.where(single, 1.0, df), -np.abs(stat))
+            pval = np.where(single, 2.0 * special.ndtr(-np.abs(stat)), p_t)
     else:
         df = np.full(est.shape, np.nan)
         se = np.sqrt(var)
