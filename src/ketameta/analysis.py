@@ -50,6 +50,8 @@ def _numeric_vector(values, name: str) -> np.ndarray:
 
 def _numeric_column(column: pd.Series, name: str) -> tuple[np.ndarray, list]:
     """Column as floats; text that is not a number becomes NaN and is reported by position."""
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column):
+        return column.to_numpy(dtype=np.float64, na_value=np.nan), []
     numbers = pd.to_numeric(column, errors="coerce")
     values = np.asarray(numbers, dtype=np.float64)
     text = np.flatnonzero(np.isnan(values) & column.notna().to_numpy())
