@@ -70,7 +70,7 @@ def _root(f, hi=1e4):
     return optimize.brentq(f, 0.0, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps)
 
 
-def _score(yi, vi, t, reml):
+def _score(t, yi, vi, reml):
     w = 1.0 / (vi + t)
     p = _p(w)
     if reml:
@@ -117,7 +117,7 @@ def test_dlit_is_a_fixed_point_of_metafors_update(idx):
 def test_ml_reml_solve_the_score_equation(method, idx):
     yi, vi = DATA[idx]
     reml = method == "REML"
-    expected = _root(lambda t: _score(yi, vi, t, reml))
+    expected = _root(lambda t: _score(t, yi, vi, reml))
     fit = estimate_tau2(yi, vi, method)
     assert bool(fit.converged)
     assert fit.tau2 == pytest.approx(expected, rel=RTOL_ROOT, abs=ATOL)
@@ -265,15 +265,16 @@ def _loglik(yi, vi, t, reml):
     return ll - 0.5 * np.log(np.sum(w)) if reml else ll
 
 
-def _argmax_likelihood(yi, vi, reml):
-    """Global maximiser over [0, 50]: every sign change of the score on a fine grid, by brentq,
-    plus the boundary 0; the candidate with the largest (restricted) likelihood wins."""
-    grid = np.concatenate([[0.0], np.geomspace(1e-6, 50.0, 400)])
-    score = np.array([_score(yi, vi, t, reml) for t in grid])
+def _argmax_likelihood(yi, vi, reml, lo=1e-6, hi=50.0, num=400):
+    """Global maximiser over [0, hi]: every sign change of the score on a log grid from lo to
+    hi, refined by brentq, plus the boundary 0; the largest (restricted) likelihood wins."""
+    grid = np.concatenate([[0.0], np.geomspace(lo, hi, num)])
+    score = np.array([_score(t, yi, vi, reml) for t in grid])
     candidates = [0.0]
     for a, b, sa, sb in zip(grid[:-1], grid[1:], score[:-1], score[1:], strict=True):
         if sa > 0 >= sb:  # a maximum of the likelihood
-            candidates.append(optimize.brentq(lambda t: _score(yi, vi, t, reml), a, b, xtol=1e-15))
+            root = optimize.brentq(_score, a, b, args=(yi, vi, reml), xtol=1e-15 * hi)
+            candidates.append(root)
     return max(candidates, key=lambda t: _loglik(yi, vi, t, reml))
 
 
@@ -296,3 +297,32 @@ def test_batched_q_roots_match_dense_roots(method):
     fit = estimate_tau2(yi, vi, method)
     expected = [_root(lambda t, i=i: _dense_q(yi[i], vi[i], t) - target) for i in range(len(yi))]
     np.testing.assert_allclose(fit.tau2, expected, rtol=RTOL_ROOT, atol=ATOL)
+
+
+def _wide_vi_problems(seed: int, trial: int):
+    """Simulated batches whose vi span six orders of magnitude (replays a fuzzing run); on
+    some rows plain Fisher scoring oscillates between two points for hundreds of steps."""
+    rng = np.random.default_rng(seed)
+    for _ in range(trial + 1):
+        n, k = 200, int(rng.integers(2, 60))
+        scale = 10 ** rng.uniform(-4, 4)
+        vi = scale * 10 ** rng.uniform(-3, 3, size=(n, k))
+        tau2 = scale * rng.choice([0, 0.01, 1, 100], size=(n, 1))
+        yi = rng.normal(scale**0.5 * rng.normal(), np.sqrt(vi + tau2))
+        mask = rng.random((n, k)) < 0.8
+        mask[:, :2] = True
+    return yi, vi, mask, scale
+
+
+@pytest.mark.parametrize(
+    ("seed", "trial", "method"), [(5, 0, "ML"), (7, 22, "REML"), (7, 26, "REML")]
+)
+def test_ml_reml_converge_when_vi_span_many_orders_of_magnitude(seed, trial, method):
+    yi, vi, mask, scale = _wide_vi_problems(seed, trial)
+    fit = estimate_tau2(yi, vi, method, mask=mask, maxiter=100)  # metafor's default limit
+    assert fit.converged.all()
+    reml = method == "REML"
+    for row in np.argsort(fit.iterations)[-3:]:  # the hardest rows
+        y, v = yi[row][mask[row]], vi[row][mask[row]]
+        best = _argmax_likelihood(y, v, reml, lo=1e-7 * scale, hi=1e4 * scale, num=300)
+        assert fit.tau2[row] == pytest.approx(best, rel=RTOL_ROOT, abs=ATOL * scale)

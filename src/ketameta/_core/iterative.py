@@ -134,7 +134,11 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000):
     negative (metafor's step-halving, done here in closed form). Once a Fisher step is below
     half of tau² and the log-likelihood is locally concave, Newton steps (observed information)
     take over for quadratic convergence to the same stationary point. A problem stops when the
-    change is at most ``tol * max(1, tau²)``. Each halved step at least halves tau², so a
+    change is at most ``tol * max(1, tau²)``. Once the iterates straddle a root of the score
+    (score > 0 at ``lo``, < 0 at ``hi``), every step stays inside (lo, hi): Newton if it lands
+    there, else Fisher, else bisection; this ends the slow two-point oscillation Fisher scoring
+    can fall into when the vi span many orders of magnitude (where metafor reports "Fisher
+    scoring algorithm did not converge"). Each halved step at least halves tau², so a
     problem whose maximum is at the boundary reaches ~tol in a few dozen steps (metafor's own
     path); a result below ``100 * tol`` with a score <= 0 at tau² = 0 is then set to exactly 0.
     Returns ``(tau2, converged, iterations)`` shaped like ``start``.
@@ -146,13 +150,18 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000):
     iterations = np.zeros(n, dtype=np.int64)
     converged = np.zeros(n, dtype=bool)
     idx = np.arange(n)
+    lo = np.full(n, -1.0)  # largest tau² seen with a positive score (-1: none yet)
+    hi = np.full(n, np.inf)  # smallest tau² seen with a negative score
     for it in range(1, maxiter + 1):
         if idx.size == 0:
             break
         adj, newton, observed = _score_steps(y, v, mm, t, reml)
         adj = np.where(np.isnan(adj), 0.0, adj)
-        use_newton = (observed > 0) & (np.abs(adj) <= 0.5 * t) & (t + newton >= 0)
-        adj = np.where(use_newton, newton, adj)
+        lo = np.where(adj > 0, np.maximum(lo, t), lo)
+        hi = np.where(adj < 0, np.minimum(hi, t), hi)
+        newton_ok = (observed > 0) & (t + newton >= 0)
+        fisher = adj
+        adj = np.where(newton_ok & (np.abs(adj) <= 0.5 * t), newton, adj)
         neg = t + adj < 0
         if neg.any():
             with np.errstate(divide="ignore"):
@@ -160,16 +169,23 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000):
             adj = np.where(neg, np.where(t > 0, np.ldexp(adj, -halvings.astype(int)), 0.0), adj)
             adj = np.where(t + adj < 0, -t, adj)  # round-off guard: land exactly on 0
         new = t + adj
+        bracket = (lo >= 0) & (hi < np.inf)
+        if bracket.any():
+            f_in = (t + fisher > lo) & (t + fisher < hi)
+            n_in = newton_ok & (t + newton > lo) & (t + newton < hi)
+            safe = np.where(n_in, t + newton, np.where(f_in, t + fisher, 0.5 * (lo + hi)))
+            new = np.where(bracket, safe, new)
         change = np.abs(new - t)
         t = new
-        done = change <= tol * np.maximum(t, 1.0)
+        scale = tol * np.maximum(t, 1.0)
+        done = (change <= scale) | (bracket & (hi - lo <= scale))
         if done.any():
             tau2[idx[done]] = t[done]
             converged[idx[done]] = True
             iterations[idx[done]] = it
             keep = ~done
             idx = idx[keep]
-            y, v, mm, t = _take([y, v, mm, t], keep)
+            y, v, mm, t, lo, hi = _take([y, v, mm, t, lo, hi], keep)
     tau2[idx] = t
     iterations[idx] = maxiter
     tiny = converged & (tau2 > 0) & (tau2 <= 100.0 * tol)
