@@ -21,6 +21,7 @@ import ketameta._core.batch
 import ketameta._core.pooling
 import ketameta._core.tau2
 import ketameta.analysis
+import ketameta.results
 from ketameta.analysis import meta
 from ketameta.exceptions import ConvergenceWarning, DataValidationError, SingleStudyWarning
 from ketameta.results import MetaResult
@@ -254,7 +255,13 @@ def test_level_changes_every_interval():
 
 @pytest.mark.parametrize(
     "module",
-    [ketameta.analysis, ketameta._core.tau2, ketameta._core.pooling, ketameta._core.batch],
+    [
+        ketameta.analysis,
+        ketameta.results,
+        ketameta._core.tau2,
+        ketameta._core.pooling,
+        ketameta._core.batch,
+    ],
 )
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

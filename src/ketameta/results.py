@@ -52,6 +52,18 @@ class MetaResult(ResultMixin):
     ``se_tau2`` [se.tau2]; ``loglik``, ``deviance``, ``aic``, ``bic``, ``aicc`` [fitstats():
     restricted likelihood for REML, ML likelihood otherwise].
     Ratio measures (RR, OR, ROM, PETO) stay on the log scale here.
+
+    Examples
+    --------
+    >>> from ketameta.analysis import meta
+    >>> res = meta([0.10, 0.35, 0.62, 0.21], [0.04, 0.03, 0.05, 0.02], method="DL")
+    >>> res.k, round(res.estimate, 4), round(res.tau2, 4)
+    (4, 0.2931, 0.0056)
+    >>> res.summary()[["k", "estimate", "ci_low", "ci_high"]].round(3)
+              k  estimate  ci_low  ci_high
+    estimate  4     0.293   0.104    0.483
+    >>> res.studies()["weight"].round(1).tolist()
+    [20.5, 26.2, 16.8, 36.5]
     """
 
     k: int
@@ -163,6 +175,16 @@ class BatchResult(ResultMixin):
     Every numeric attribute is an array of shape ``(n,)`` (``n`` = number of analyses) with
     the meaning it has in :class:`MetaResult`; interval bounds are split into ``*_low`` and
     ``*_high`` arrays. ``converged`` flags each analysis' tau² iteration.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ketameta.analysis import meta_batch
+    >>> yi = np.array([[0.10, 0.35, 0.62, 0.21], [0.3, 0.1, np.nan, np.nan]])
+    >>> vi = np.array([[0.04, 0.03, 0.05, 0.02], [0.02, 0.02, np.nan, np.nan]])
+    >>> res = meta_batch(yi, vi, method="DL")
+    >>> len(res), res.summary()["k"].tolist()
+    (2, [4, 2])
     """
 
     k: np.ndarray
