@@ -205,6 +205,16 @@ def test_result_is_a_frozen_dataclass_with_the_contract_fields():
     assert set(contract) <= names
     with pytest.raises(dataclasses.FrozenInstanceError):
         res.estimate = 0.0
+    with pytest.raises(ValueError, match="read-only"):
+        res.weights[0] = 1.0
+
+
+def test_caller_arrays_are_neither_frozen_nor_shared():
+    yi = BCG["yi"].to_numpy().copy()
+    vi = BCG["vi"].to_numpy().copy()
+    res = meta(yi, vi)
+    yi[0] = 99.0  # still writable, and the result keeps its own copy
+    assert res.yi[0] == BCG["yi"].iloc[0]
 
 
 def test_summary_is_one_row():

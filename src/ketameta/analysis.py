@@ -96,6 +96,13 @@ def _labels_from_sequence(labels, k: int) -> tuple[str, ...]:
     return out
 
 
+def _frozen(values: np.ndarray) -> np.ndarray:
+    """A read-only copy (results are immutable; the caller's arrays stay untouched)."""
+    out = np.array(values, dtype=np.float64)
+    out.flags.writeable = False
+    return out
+
+
 def _excluded(attrs: dict) -> tuple[tuple[str, str], ...]:
     raw = attrs.get("excluded") or ()
     return tuple((str(label), str(reason)) for label, reason in raw)
@@ -288,13 +295,13 @@ def meta(
         q=float(out["q"]),
         q_df=k - 1,
         q_pvalue=float(out["q_pvalue"]),
-        weights=out["weights"],
+        weights=_frozen(out["weights"]),
         method=method,
         test=used_test,
         level=level,
         df=k - 1 if used_test == "knha" else None,
-        yi=y,
-        vi=v,
+        yi=_frozen(y),
+        vi=_frozen(v),
         labels=labs,
         measure=measure,
         favours_group1=favours,
