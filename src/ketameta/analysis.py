@@ -7,105 +7,20 @@ labels and escalc's attributes, and wraps the numbers in result objects.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from ketameta._core.batch import fit_batch
-from ketameta._core.pooling import TESTS
-from ketameta._core.tau2 import METHODS
-from ketameta.exceptions import ConvergenceWarning, DataValidationError, SingleStudyWarning
+from ketameta._inputs import check_options, frozen, read_effects
+from ketameta.exceptions import ConvergenceWarning, SingleStudyWarning
 from ketameta.results import BatchResult, MetaResult
 
 MethodName = Literal[
     "EE", "FE", "DL", "HE", "HS", "HSk", "SJ", "ML", "REML", "EB", "PM", "MP", "PMM", "DLIT", "SJIT"
 ]
 TestName = Literal["z", "knha"]
-
-
-def _check_options(method, test, level) -> float:
-    if method not in METHODS:
-        raise ValueError(f"Unknown 'method' {method!r}; choose one of {', '.join(METHODS)}.")
-    if test not in TESTS:
-        raise ValueError(f"Unknown 'test' {test!r}; choose 'z' or 'knha'.")
-    if isinstance(level, bool) or not isinstance(level, (int, float, np.integer, np.floating)):
-        raise ValueError(f"'level' must be a number (percent), got {level!r}.")
-    level = float(level)
-    if not 0.0 < level < 100.0:
-        raise ValueError(f"'level' must be a percentage in (0, 100), got {level!r}.")
-    return level
-
-
-def _numeric_vector(values, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"'{name}' must be numeric: {err}") from None
-    if arr.ndim != 1:
-        raise ValueError(f"'{name}' must be one-dimensional, got shape {arr.shape}.")
-    return arr
-
-
-def _numeric_column(column: pd.Series, name: str) -> tuple[np.ndarray, list]:
-    """Column as floats; text that is not a number becomes NaN and is reported by position."""
-    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column):
-        return column.to_numpy(dtype=np.float64, na_value=np.nan), []
-    numbers = pd.to_numeric(column, errors="coerce")
-    values = np.asarray(numbers, dtype=np.float64)
-    text = np.flatnonzero(np.isnan(values) & column.notna().to_numpy())
-    return values, [(int(p), name, f"{name} is {column.iloc[p]!r} (not a number)") for p in text]
-
-
-def _row_problems(yi: np.ndarray, vi: np.ndarray) -> list[tuple[int, str, str]]:
-    """(position, column, problem) for every non-finite yi/vi and every vi <= 0."""
-    problems = []
-    for pos in np.flatnonzero(~np.isfinite(yi)):
-        problems.append((int(pos), "yi", f"yi is {yi[pos]} (must be finite)"))
-    for pos in np.flatnonzero(~np.isfinite(vi)):
-        problems.append((int(pos), "vi", f"vi is {vi[pos]} (must be finite)"))
-    for pos in np.flatnonzero(np.isfinite(vi) & (vi <= 0)):
-        problems.append((int(pos), "vi", f"vi is {vi[pos]} (must be > 0)"))
-    return sorted(problems)
-
-
-def _labels_from_data(data: pd.DataFrame, labels) -> tuple[str, ...]:
-    if isinstance(labels, str):
-        if labels not in data.columns:
-            raise ValueError(f"'labels' column {labels!r} is not in 'data'.")
-        return tuple(str(v) for v in data[labels])
-    if labels is not None:
-        return _labels_from_sequence(labels, len(data))
-    for column in ("label", "study_label"):
-        if column in data.columns:
-            return tuple(str(v) for v in data[column])
-    return tuple(str(v) for v in data.index)
-
-
-def _labels_from_sequence(labels, k: int) -> tuple[str, ...]:
-    if labels is None:
-        return tuple(f"Study {i + 1}" for i in range(k))
-    if isinstance(labels, str) or not isinstance(labels, Sequence | np.ndarray | pd.Series):
-        raise ValueError(
-            "'labels' must be a sequence of study labels (or a column name of 'data')."
-        )
-    out = tuple(str(v) for v in labels)
-    if len(out) != k:
-        raise ValueError(f"'labels' has {len(out)} entries but there are {k} studies.")
-    return out
-
-
-def _frozen(values: np.ndarray) -> np.ndarray:
-    """A read-only copy (results are immutable; the caller's arrays stay untouched)."""
-    out = np.array(values, dtype=np.float64)
-    out.flags.writeable = False
-    return out
-
-
-def _excluded(attrs: dict) -> tuple[tuple[str, str], ...]:
-    raw = attrs.get("excluded") or ()
-    return tuple((str(label), str(reason)) for label, reason in raw)
 
 
 def meta(
@@ -186,60 +101,11 @@ def meta(
     >>> round(res.ci_low, 3), round(res.ci_high, 3)
     (-1.067, -0.362)
     """
-    level = _check_options(method, test, level)
-    favours = None
-    excluded: tuple[tuple[str, str], ...] = ()
-    frame = None
+    level = check_options(method, test, level)
+    study = read_effects(yi, vi, data=data, labels=labels, caller="meta()")
+    y, v, labs, k = study.yi, study.vi, study.labels, study.yi.size
     if data is not None:
-        if not isinstance(data, pd.DataFrame):
-            raise ValueError(f"'data' must be a pandas DataFrame, got {type(data).__name__}.")
-        ycol = "yi" if yi is None else yi
-        vcol = "vi" if vi is None else vi
-        for arg, col in (("yi", ycol), ("vi", vcol)):
-            if not isinstance(col, str):
-                raise ValueError(f"With 'data', '{arg}' must be a column name, got {col!r}.")
-            if col not in data.columns:
-                raise ValueError(f"'{arg}' column {col!r} is not in 'data'.")
-        labs = _labels_from_data(data, labels)
-        y, text_y = _numeric_column(data[ycol], "yi")
-        v, text_v = _numeric_column(data[vcol], "vi")
-        text_problems = text_y + text_v
         measure = measure if measure is not None else data.attrs.get("measure")
-        favours = data.attrs.get("favours_group1")
-        excluded = _excluded(data.attrs)
-        frame = data
-        columns = {"yi": ycol, "vi": vcol}
-    else:
-        if yi is None or vi is None:
-            raise ValueError("Give 'yi' and 'vi' (arrays), or 'data' (a DataFrame).")
-        y = _numeric_vector(yi, "yi")
-        v = _numeric_vector(vi, "vi")
-        if y.shape != v.shape:
-            raise ValueError(f"Length of 'yi' ({y.size}) and 'vi' ({v.size}) are not the same.")
-        labs = _labels_from_sequence(labels, y.size)
-        columns = None
-        text_problems = []
-    k = y.size
-    if k == 0:
-        raise ValueError("No studies: 'yi' and 'vi' are empty.")
-    reported = {(pos, col) for pos, col, _ in text_problems}  # text already explains its NaN
-    problems = text_problems + [p for p in _row_problems(y, v) if (p[0], p[1]) not in reported]
-    problems.sort()
-    if problems:
-        if columns is not None:
-            lines = [
-                f"row {labs[pos]!r} (position {pos}), column {columns[col]!r}: {msg}"
-                for pos, col, msg in problems
-            ]
-            raise DataValidationError(
-                "meta(): 'data' has unusable rows (fix or remove them):\n  " + "\n  ".join(lines),
-                problems=[
-                    {"row": labs[pos], "position": pos, "column": columns[col], "problem": msg}
-                    for pos, col, msg in problems
-                ],
-            )
-        lines = [f"'{col}'[{pos}] (study {labs[pos]!r}): {msg}" for pos, col, msg in problems]
-        raise ValueError("meta(): unusable input:\n  " + "\n  ".join(lines))
     used_test = test
     if k == 1:
         warnings.warn(
@@ -295,18 +161,18 @@ def meta(
         q=float(out["q"]),
         q_df=k - 1,
         q_pvalue=float(out["q_pvalue"]),
-        weights=_frozen(out["weights"]),
+        weights=frozen(out["weights"]),
         method=method,
         test=used_test,
         level=level,
         df=k - 1 if used_test == "knha" else None,
-        yi=_frozen(y),
-        vi=_frozen(v),
+        yi=frozen(y),
+        vi=frozen(v),
         labels=labs,
         measure=measure,
-        favours_group1=favours,
-        excluded=excluded,
-        data=frame,
+        favours_group1=study.favours_group1,
+        excluded=study.excluded,
+        data=data,
         converged=converged,
         vt=float(out["vt"]),
         se_tau2=float(out["se_tau2"]),
@@ -362,7 +228,7 @@ def meta_batch(
     >>> res.k.tolist()
     [3, 2]
     """
-    level = _check_options(method, test, level)
+    level = check_options(method, test, level)
     y = np.asarray(yi, dtype=np.float64)
     v = np.asarray(vi, dtype=np.float64)
     if y.ndim != 2 or v.ndim != 2:
