@@ -23,7 +23,12 @@ import ketameta._core.tau2
 import ketameta.analysis
 import ketameta.results
 from ketameta.analysis import meta
-from ketameta.exceptions import ConvergenceWarning, DataValidationError, SingleStudyWarning
+from ketameta.exceptions import (
+    ConvergenceWarning,
+    DataValidationError,
+    KetametaWarning,
+    SingleStudyWarning,
+)
 from ketameta.results import MetaResult
 
 BCG, BCG_REF = load_case("rma_methods_bcg_logrr")
@@ -183,6 +188,14 @@ def test_non_convergence_warns_and_is_flagged():
     assert any("REML estimator of tau2 did not converge in 1 iterations" in m for m in messages)
     assert any("Q-profile search" in m for m in messages)  # maxiter=1 stops that search too
     assert res.converged is False
+
+
+def test_upper_q_profile_bound_at_the_search_limit_warns():
+    # DL tau2 = 9.99 < 10, so metafor's limit is max(100, 10 * tau2) = 100
+    with pytest.warns(KetametaWarning, match=r"search limit tau2.max = 100 "):
+        res = meta([-3.16, 0.0, 3.16], [0.01, 0.01, 0.01], method="DL")
+    assert res.tau2 < 10.0 and res.tau2_ci[1] == 100.0
+    assert 0 < res.tau2_ci[0] < res.tau2
 
 
 def test_no_warning_for_an_ordinary_fit():

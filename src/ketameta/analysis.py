@@ -14,7 +14,7 @@ import pandas as pd
 
 from ketameta._core.batch import fit_batch
 from ketameta._inputs import check_options, frozen, read_effects
-from ketameta.exceptions import ConvergenceWarning, SingleStudyWarning
+from ketameta.exceptions import ConvergenceWarning, KetametaWarning, SingleStudyWarning
 from ketameta.results import BatchResult, MetaResult
 
 MethodName = Literal[
@@ -84,6 +84,9 @@ def meta(
         With one study: it is returned as the pooled estimate (tau² = 0, z interval).
     ConvergenceWarning
         An iterative estimator or the Q-profile search did not converge.
+    KetametaWarning
+        The upper Q-profile bound of tau² is beyond metafor's search limit
+        ``max(100, 10 tau²)``; the limit is reported.
 
     Examples
     --------
@@ -135,6 +138,14 @@ def meta(
                 stacklevel=2,
             )
         tau2_ci = (float(out["tau2_ci_low"]), float(out["tau2_ci_high"]))
+        limit = max(100.0, 10.0 * float(out["tau2"]))  # metafor's tau2.max for confint()
+        if tau2_ci[1] >= limit:
+            warnings.warn(
+                f"meta(): the upper Q-profile bound of tau2 lies beyond metafor's search limit "
+                f"tau2.max = {limit:.6g} and is reported as that limit (metafor prints '>').",
+                KetametaWarning,
+                stacklevel=2,
+            )
         tau_ci = (float(out["tau_ci_low"]), float(out["tau_ci_high"]))
         i2_ci = (float(out["i2_ci_low"]), float(out["i2_ci_high"]))
         h2_ci = (float(out["h2_ci_low"]), float(out["h2_ci_high"]))
