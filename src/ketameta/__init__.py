@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ketameta.analysis import meta, meta_batch
+from ketameta.effects import escalc
 from ketameta.exceptions import (
     ConvergenceWarning,
     DataValidationError,
@@ -11,16 +13,22 @@ from ketameta.exceptions import (
     SingleStudyWarning,
     ZeroCellWarning,
 )
+from ketameta.results import BatchResult, MetaResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchResult",
     "ConvergenceWarning",
     "DataValidationError",
     "ExcludedStudyWarning",
     "KetametaError",
     "KetametaWarning",
+    "MetaResult",
     "SingleStudyWarning",
     "ZeroCellWarning",
     "__version__",
+    "escalc",
+    "meta",
+    "meta_batch",
 ]
