@@ -13,7 +13,9 @@ from ketameta.exceptions import (
     SingleStudyWarning,
     ZeroCellWarning,
 )
+from ketameta.regression import MetaRegResult, PermutationResult, metareg
 from ketameta.results import BatchResult, MetaResult
+from ketameta.subgroup import SubgroupResult, SubgroupTest, subgroup
 
 __version__ = "0.1.0"
 
@@ -24,11 +26,17 @@ __all__ = [
     "ExcludedStudyWarning",
     "KetametaError",
     "KetametaWarning",
+    "MetaRegResult",
     "MetaResult",
+    "PermutationResult",
     "SingleStudyWarning",
+    "SubgroupResult",
+    "SubgroupTest",
     "ZeroCellWarning",
     "__version__",
     "escalc",
     "meta",
     "meta_batch",
+    "metareg",
+    "subgroup",
 ]

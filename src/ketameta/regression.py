@@ -1,0 +1,312 @@
+"""Meta-regression: ``metareg()`` and its permutation test, as metafor's ``rma(mods=)``.
+
+Formulas are patsy formulas (``"~ ablat"``, ``"~ C(route) + dose_mg_kg"``); categorical terms
+use treatment coding with the first level (sorted) as reference, as R's ``factor()``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import patsy
+
+from ketameta._core.batch import fit_batch
+from ketameta._core.regression import fit_mods, predict_mods, tau2_mods
+from ketameta.exceptions import ConvergenceWarning, ExcludedStudyWarning
+from ketameta.results import ResultMixin
+
+COMPARE_TOL = math.sqrt(np.finfo(float).eps)  # ties in permutation statistics, as metafor
+
+
+@dataclass(frozen=True)
+class PermutationResult(ResultMixin):
+    """Permutation p-values of a meta-regression (metafor's ``permutest()``)."""
+
+    pvalue: pd.Series
+    qm_pvalue: float
+    n_permutations: int
+    exact: bool
+    _title = "Permutation test"
+
+    def summary(self) -> pd.DataFrame:
+        out = pd.DataFrame({"pvalue_perm": self.pvalue})
+        out.loc["QM (omnibus)", "pvalue_perm"] = self.qm_pvalue
+        return out
+
+
+@dataclass(frozen=True)
+class MetaRegResult(ResultMixin):
+    """A fitted mixed-effects meta-regression."""
+
+    coef: pd.DataFrame
+    qm: float
+    qm_df: int
+    qm_pvalue: float
+    qe: float
+    qe_df: int
+    qe_pvalue: float
+    tau2: float
+    i2: float
+    h2: float
+    r2: float
+    k: int
+    p: int
+    method: str
+    test: str
+    level: float
+    formula: str
+    excluded: tuple[tuple[str, str], ...] = ()
+    yi: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    vi: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    X: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    design_info: Any = field(default=None, repr=False)
+    _fit: dict = field(default=None, repr=False)  # type: ignore[assignment]
+    _title = "Mixed-effects meta-regression"
+
+    def summary(self) -> pd.DataFrame:
+        """Coefficient table; the omnibus and residual tests are in ``attrs``."""
+        out = self.coef.copy()
+        out.attrs.update(
+            qm=self.qm, qm_pvalue=self.qm_pvalue, qe=self.qe, tau2=self.tau2, i2=self.i2, r2=self.r2
+        )
+        return out
+
+    def predict(self, newdata: pd.DataFrame) -> pd.DataFrame:
+        """Predicted effects with CI and PI at new moderator values (``predict.rma``)."""
+        (X_new,) = patsy.build_design_matrices([self.design_info], newdata)
+        pred, se, lo, hi, plo, phi = predict_mods(np.asarray(X_new), self._fit, self.tau2)
+        return pd.DataFrame(
+            {"pred": pred, "se": se, "ci_low": lo, "ci_high": hi, "pi_low": plo, "pi_high": phi},
+            index=newdata.index,
+        )
+
+    def permutest(self, n_perm: int = 1000, seed: int | None = None, exact: Any = "auto"):
+        """Permutation p-values as metafor's ``permutest()``.
+
+        Intercept-only models flip the signs of ``yi`` (2^k patterns); models with moderators
+        permute the rows of the moderator matrix (k! orders). The test is exact (every
+        pattern) when ``exact=True`` or, with ``"auto"``, when there are at most ``n_perm``
+        patterns; otherwise ``n_perm`` random patterns (seeded) are drawn and the observed
+        data count as one of them.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"yi": [0.1, 0.3, 0.2, 0.5, 0.4], "vi": [0.02] * 5,
+        ...                    "x": [1.0, 2.0, 3.0, 4.0, 5.0]})
+        >>> metareg(df, "~ x", method="DL").permutest().n_permutations
+        120
+        """
+        return _permutest(self, n_perm, seed, exact)
+
+
+def _design(data: pd.DataFrame, mods: str) -> tuple[np.ndarray, Any, list[object]]:
+    terms = patsy.ModelDesc.from_formula(mods)
+    variables = sorted({f for t in terms.rhs_termlist for fac in t.factors for f in [fac.name()]})
+    missing_rows: list[object] = []
+    for name in variables:
+        column = name[2:-1] if name.startswith("C(") and name.endswith(")") else name
+        if column in data.columns:
+            missing_rows += list(data.index[data[column].isna()])
+    return terms, variables, sorted(set(missing_rows), key=str)
+
+
+def metareg(
+    data: pd.DataFrame,
+    mods: str,
+    *,
+    method: str = "REML",
+    test: str = "z",
+    level: float = 95.0,
+    yi: str = "yi",
+    vi: str = "vi",
+) -> MetaRegResult:
+    """Fit a mixed-effects meta-regression, as ``rma(yi, vi, mods=, method=, test=)``.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Effect sizes (``yi``, ``vi``) and moderator columns.
+    mods : str
+        A patsy formula such as ``"~ ablat"`` or ``"~ C(route) + dose_mg_kg"``.
+    method : {"REML", "ML", "DL", "PM", "EB", "FE", "EE"}
+    test : {"z", "knha"}
+        ``"knha"`` scales the covariance by ``y'Py/(k-p)``: t(k-p) tests and QM as F(m, k-p).
+
+    Returns
+    -------
+    MetaRegResult
+        ``coef`` (estimate, se, statistic, pvalue, ci_low, ci_high per term), ``qm`` with
+        ``qm_pvalue`` (omnibus test of the moderators), ``qe``/``qe_pvalue`` (residual
+        heterogeneity), ``tau2``, ``i2``/``h2`` (residual; I² in percent) and ``r2`` (percent of
+        tau² accounted for, ``max(0, 100 (tau²_RE - tau²_ME) / tau²_RE)`` as metafor).
+
+    Notes
+    -----
+    Validated against metafor 3.8.1 (BCG trials, ``mods = ~ ablat`` and ``~ ablat + year``;
+    subgroups as factors) to 1e-8 (closed form) and 1e-6 (iterative). REML/ML/PM iterate to
+    1e-12, tighter than metafor's defaults.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"yi": [0.1, 0.3, 0.2, 0.5, 0.4], "vi": [0.02] * 5,
+    ...                    "x": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    >>> res = metareg(df, "~ x", method="DL")
+    >>> round(float(res.coef.loc["x", "estimate"]), 3)
+    0.08
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise ValueError("data must be a pandas DataFrame with yi, vi and the moderators")
+    for column in (yi, vi):
+        if column not in data.columns:
+            raise ValueError(f"column {column!r} is not in data")
+    if test not in ("z", "knha"):
+        raise ValueError(f"test must be 'z' or 'knha', got {test!r}")
+    terms, variables, missing = _design(data, mods)
+    excluded: list[tuple[str, str]] = []
+    if missing:
+        rows = ", ".join(str(r) for r in missing)
+        warnings.warn(
+            f"metareg(): rows {rows} have missing values in {', '.join(variables)} "
+            "and were excluded",
+            ExcludedStudyWarning,
+            stacklevel=2,
+        )
+        excluded = [(str(r), f"missing moderator value ({', '.join(variables)})") for r in missing]
+        data = data.drop(index=missing)
+    X_df = patsy.dmatrix(mods, data, return_type="dataframe", NA_action="raise")
+    X = X_df.to_numpy(dtype=float)
+    y = data[yi].to_numpy(dtype=float)
+    v = data[vi].to_numpy(dtype=float)
+    k, p = X.shape
+    for term in X_df.columns[1:]:
+        if np.ptp(X_df[term].to_numpy()) == 0:
+            raise ValueError(f"moderator term {term!r} is constant in the rows used")
+    if k <= p:
+        raise ValueError(f"{p} parameters need more than {p} studies; there are {k}")
+    if np.linalg.matrix_rank(X) < p:
+        raise ValueError(
+            f"moderators are collinear (design columns {', '.join(X_df.columns)} "
+            "are linearly dependent)"
+        )
+    if np.any(~np.isfinite(y)) or np.any(~np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError("yi and vi must be finite and vi positive in every row used")
+    tau2, converged = tau2_mods(y, v, X, method)
+    if not converged:
+        warnings.warn(f"metareg(): {method} did not converge", ConvergenceWarning, stacklevel=2)
+    has_intercept = "Intercept" in X_df.columns
+    fit = fit_mods(
+        y, v, X, tau2, test=test, level=level, intercept=has_intercept, fixed=method in ("FE", "EE")
+    )
+    r2 = float("nan")
+    if method not in ("FE", "EE") and has_intercept and p > 1:
+        tau2_re = float(fit_batch(y, v, method=method, ci_tau2=False)["tau2"])
+        r2 = max(0.0, 100.0 * (tau2_re - tau2) / tau2_re) if tau2_re > 0 else 0.0
+    names = ["intrcpt" if c == "Intercept" else c for c in X_df.columns]
+    coef = pd.DataFrame(
+        {
+            "estimate": fit["b"],
+            "se": fit["se"],
+            "statistic": fit["statistic"],
+            "pvalue": fit["pvalue"],
+            "ci_low": fit["ci_low"],
+            "ci_high": fit["ci_high"],
+        },
+        index=pd.Index(names, name="term"),
+    )
+    return MetaRegResult(
+        coef=coef,
+        qm=fit["qm"],
+        qm_df=fit["qm_df"],
+        qm_pvalue=fit["qm_pvalue"],
+        qe=fit["qe"],
+        qe_df=fit["qe_df"],
+        qe_pvalue=fit["qe_pvalue"],
+        tau2=tau2,
+        i2=fit["i2"],
+        h2=fit["h2"],
+        r2=r2,
+        k=k,
+        p=p,
+        method=method,
+        test=test,
+        level=level,
+        formula=mods,
+        excluded=tuple(excluded),
+        yi=y,
+        vi=v,
+        X=X,
+        design_info=X_df.design_info,
+        _fit=fit,
+    )
+
+
+def _stats(res: MetaRegResult, y: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, float]:
+    tau2, _ = tau2_mods(y, res.vi, X, res.method)
+    fit = fit_mods(
+        y,
+        res.vi,
+        X,
+        tau2,
+        test=res.test,
+        level=res.level,
+        intercept=res.coef.index[0] == "intrcpt",
+        fixed=res.method in ("FE", "EE"),
+    )
+    return np.asarray(fit["statistic"]), float(fit["qm"])
+
+
+def _permutest(res: MetaRegResult, n_perm: int, seed: int | None, exact: Any):
+    k = res.k
+    intercept_only = res.p == 1
+    n_patterns = 2**k if intercept_only else math.factorial(k)
+    use_exact = bool(exact) if exact != "auto" else n_patterns <= n_perm
+    rng = np.random.default_rng(seed)
+    obs_z = np.asarray(res.coef["statistic"])
+    if intercept_only:
+        signs = (
+            np.array(list(itertools.product([1.0, -1.0], repeat=k)))
+            if use_exact
+            else np.vstack([np.ones(k), rng.choice([-1.0, 1.0], size=(n_perm, k))])
+        )
+        out = fit_batch(
+            signs * res.yi,
+            np.broadcast_to(res.vi, signs.shape),
+            method=res.method,
+            test=res.test,
+            level=res.level,
+            ci_tau2=False,
+        )
+        z_perm = np.asarray(out["statistic"])[:, None]
+        qm_perm = z_perm[:, 0] ** 2
+        qm_obs = obs_z[0] ** 2
+    else:
+        orders = (
+            itertools.permutations(range(k))
+            if use_exact
+            else itertools.chain(
+                [tuple(range(k))], (tuple(rng.permutation(k)) for _ in range(n_perm))
+            )
+        )
+        z_list, qm_list = [], []
+        for order in orders:
+            z, qm = _stats(res, res.yi, res.X[list(order)])
+            z_list.append(z)
+            qm_list.append(qm)
+        z_perm, qm_perm, qm_obs = np.array(z_list), np.array(qm_list), res.qm
+    count = z_perm.shape[0]
+    pvals = (np.abs(z_perm) >= np.abs(obs_z) - COMPARE_TOL).mean(axis=0)
+    qm_p = float((qm_perm >= qm_obs - COMPARE_TOL).mean())
+    return PermutationResult(
+        pvalue=pd.Series(pvals, index=res.coef.index, name="pvalue_perm"),
+        qm_pvalue=qm_p,
+        n_permutations=count,
+        exact=use_exact,
+    )

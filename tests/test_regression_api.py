@@ -1,0 +1,60 @@
+"""Bad input to metareg() and subgroup(): clear errors and named warnings."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ketameta.exceptions import ExcludedStudyWarning
+from ketameta.regression import metareg
+from ketameta.subgroup import subgroup
+
+DF = pd.DataFrame(
+    {
+        "yi": [-0.5, -0.7, -0.2, -0.1, -0.3, -0.6],
+        "vi": [0.04, 0.05, 0.03, 0.06, 0.05, 0.04],
+        "route": ["iv", "iv", "intranasal", "intranasal", "intranasal", "iv"],
+        "dose": [0.5, 0.5, 56.0, 84.0, 56.0, 1.0],
+    },
+    index=[f"test_{c}" for c in "abcdef"],
+)
+
+
+def test_missing_moderator_rows_are_listed_not_dropped_silently():
+    df = DF.copy()
+    df.loc["test_b", "dose"] = np.nan
+    with pytest.warns(ExcludedStudyWarning, match="test_b"):
+        res = metareg(df, "~ dose", method="DL")
+    assert res.k == 5 and res.excluded == (("test_b", "missing moderator value (dose)"),)
+    df.loc["test_c", "route"] = None
+    with pytest.warns(ExcludedStudyWarning, match="test_c"):
+        sub = subgroup(df, "route", method="DL")
+    assert sub.excluded == (("test_c", "missing value of route"),)
+
+
+def test_collinear_and_constant_moderators():
+    df = DF.assign(dose2=DF["dose"] * 2)
+    with pytest.raises(ValueError, match="collinear"):
+        metareg(df, "~ dose + dose2")
+    with pytest.raises(ValueError, match="constant"):
+        metareg(DF.assign(c=1.0), "~ c")
+
+
+def test_more_parameters_than_studies():
+    with pytest.raises(ValueError, match="parameters need more than"):
+        metareg(DF.iloc[:3], "~ dose + C(route)")
+
+
+def test_one_level_and_unknown_column():
+    with pytest.raises(ValueError, match="only one level"):
+        subgroup(DF[DF["route"] == "iv"], "route")
+    with pytest.raises(ValueError, match="'drug' is not in data"):
+        subgroup(DF, "drug")
+
+
+def test_single_study_level_is_flagged_and_left_out_of_the_separate_test():
+    df = pd.concat([DF, DF.iloc[[0]].assign(route="oral")])
+    df.index = [f"r{i}" for i in range(len(df))]
+    res = subgroup(df, "route", method="DL")
+    assert res.flagged == ("oral",)
+    assert res.test_separate.df == 1  # two pooled levels
+    assert res.summary().set_index("subgroup").loc["oral", "flag"].startswith("k = 1")
