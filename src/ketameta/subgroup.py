@@ -161,7 +161,8 @@ def subgroup(
     Examples
     --------
     >>> import pandas as pd
-    >>> df = pd.DataFrame({"yi": [-0.5, -0.7, -0.2, -0.1, -0.3], "vi": [0.04, 0.05, 0.03, 0.06, 0.05],
+    >>> df = pd.DataFrame({"yi": [-0.5, -0.7, -0.2, -0.1, -0.3],
+    ...                    "vi": [0.04, 0.05, 0.03, 0.06, 0.05],
     ...                    "route": ["iv", "iv", "intranasal", "intranasal", "intranasal"]})
     >>> res = subgroup(df, "route", method="DL")
     >>> res.levels, round(res.test_separate.df)

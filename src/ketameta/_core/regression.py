@@ -1,4 +1,4 @@
-"""Mixed-effects meta-regression on numpy arrays (one problem: ``y`` (k,), ``v`` (k,), ``X`` (k, p)).
+"""Mixed-effects meta-regression on numpy arrays: ``y``, ``v`` shaped (k,), ``X`` (k, p).
 
 Model: ``y = X b + u + e`` with ``u ~ N(0, tau2)`` and ``e ~ N(0, v)``. tau² estimators with
 moderators follow metafor's ``rma.uni`` (Raudenbush 2009; Viechtbauer 2005):
