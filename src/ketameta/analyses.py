@@ -1,0 +1,263 @@
+"""The review's questions, as named analyses over the curated evidence.
+
+Each analysis takes the studies table (the bundled ``data/studies.csv`` by default), keeps the
+records that answer its question, computes effect sizes by an explicit path
+(`ketameta.evidence.record_effects`), resolves multi-arm trials (`ketameta.dependence`) and
+pools with `ketameta.subgroup` (or `ketameta.meta` where the question has no subgroups).
+Every choice is a field of `Settings`; every record left out is listed with its reason.
+
+Three kinds of evidence answer different questions and are **never pooled together**; each
+`ReviewAnalysis` keeps them apart (the ``contrast`` column of ``studies.csv``):
+
+``controlled``  ketamine vs a control arm without ketamine (``ketamine_vs_control``);
+``direct``      both arms get ketamine and differ by the psychotherapy
+                (``therapy_added_to_ketamine``): the direct answer to the psychotherapy question;
+``single_arm``  single-arm pre-post change (``prepost``).
+
+Questions
+---------
+``overall``        all controlled comparisons on a depression scale
+``psychotherapy``  ketamine alone vs ketamine with a structured psychotherapy
+``route``          intravenous vs intranasal (and other routes present)
+``drug``           racemic ketamine vs esketamine (vs arketamine)
+``comparator``     saline placebo vs midazolam vs other controls (the blinding question)
+``condition``      TRD, MDD, bipolar depression, PTSD, ...
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+
+from ketameta.analysis import meta
+from ketameta.dependence import resolve_shared_controls, select_records
+from ketameta.evidence import CONTINUOUS_OUTCOMES, record_effects
+from ketameta.exceptions import ExcludedStudyWarning
+from ketameta.results import ResultMixin
+from ketameta.subgroup import subgroup
+
+QUESTIONS: dict[str, tuple[str | None, str]] = {
+    "overall": (None, "How large is the effect of ketamine on depression against control?"),
+    "psychotherapy": (
+        "psychotherapy_group",
+        "Does ketamine work better with a structured psychotherapy than alone?",
+    ),
+    "route": ("route", "Does intravenous ketamine differ from intranasal (es)ketamine?"),
+    "drug": ("drug", "Does racemic ketamine differ from esketamine?"),
+    "comparator": (
+        "comparator",
+        "Does the effect depend on the control (saline vs the active placebo midazolam)?",
+    ),
+    "condition": ("condition", "Does the effect differ by condition?"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Analysis choices of the review; every field is a documented parameter.
+
+    Attributes
+    ----------
+    measure : "SMD" or "MD"
+        Hedges' g (default: scales differ across trials) or raw mean difference (one scale).
+    method : str
+        tau² estimator, as in `ketameta.meta` (default REML).
+    test : "z" or "knha"
+        Default ``"knha"`` (Hartung-Knapp): few, heterogeneous trials.
+    level : float
+        Confidence level in percent.
+    timepoint : "primary" or (low, high)
+        Record-selection rule (`ketameta.dependence.select_records`).
+    multiarm : "combine" or "split"
+        Multi-arm handling (`ketameta.dependence.resolve_shared_controls`).
+    tau2_subgroups : "separate" or "common"
+        Subgroup pooling with a tau² per subgroup or one common tau².
+    outcome_construct : str
+        Which outcome construct the questions use (default ``"depression"``).
+    allow_sd_from_contrast : bool
+        Standardise reported (LS-)mean differences through the SD recovered from their SE.
+    assumed_r : float or None
+        Pre-post correlation assumed for single-arm records that do not report one.
+    """
+
+    measure: Literal["SMD", "MD"] = "SMD"
+    method: str = "REML"
+    test: Literal["z", "knha"] = "knha"
+    level: float = 95.0
+    timepoint: Any = "primary"
+    multiarm: Literal["combine", "split"] = "combine"
+    tau2_subgroups: Literal["separate", "common"] = "separate"
+    outcome_construct: str = "depression"
+    allow_sd_from_contrast: bool = True
+    assumed_r: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (for the report's methods section)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReviewAnalysis(ResultMixin):
+    """One named question answered on the curated evidence."""
+
+    name: str
+    question: str
+    settings: dict[str, Any]
+    effects: pd.DataFrame
+    excluded: tuple[tuple[str, str], ...]
+    controlled: Any = None
+    single_arm: Any = None
+    direct: Any = None
+    by: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def _title(self) -> str:  # type: ignore[override]
+        return f"{self.name}: {self.question}"
+
+    def summary(self) -> pd.DataFrame:
+        """One row per pooled group (controlled and single-arm studies kept apart)."""
+        frames = []
+        kinds = (
+            ("controlled", self.controlled),
+            ("direct: therapy added to ketamine", self.direct),
+            ("single-arm", self.single_arm),
+        )
+        for design, result in kinds:
+            if result is None:
+                continue
+            table = result.summary().copy()
+            table.insert(0, "design", design)
+            frames.append(table)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _default_studies() -> pd.DataFrame:
+    from ketameta.data import load_studies
+
+    return load_studies()
+
+
+def prepare_effects(
+    studies: pd.DataFrame, settings: Settings
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Select, de-duplicate and compute effect sizes for the continuous depression records."""
+    excluded: list[tuple[str, str]] = []
+    scope = studies[
+        (studies["outcome_construct"] == settings.outcome_construct)
+        & (studies["outcome_type"].isin(CONTINUOUS_OUTCOMES))
+    ]
+    if settings.measure == "MD":
+        scope = scope[scope["scale"] == "MADRS"]
+    selected, dropped = select_records(scope, timepoint=settings.timepoint)
+    excluded += dropped
+    resolved, dropped = resolve_shared_controls(selected, strategy=settings.multiarm)
+    excluded += dropped
+    effects, dropped = record_effects(
+        resolved,
+        measure=settings.measure,
+        allow_sd_from_contrast=settings.allow_sd_from_contrast,
+        assumed_r=settings.assumed_r,
+    )
+    excluded += dropped
+    if not effects.empty:
+        has_therapy = effects["psychotherapy"].fillna("none").astype(str).str.lower() != "none"
+        effects["psychotherapy_group"] = has_therapy.map(
+            {True: "with psychotherapy", False: "ketamine alone"}
+        )
+    return effects, excluded
+
+
+def _pool(effects: pd.DataFrame, by: str | None, settings: Settings, notes: list[str]) -> Any:
+    if effects.empty:
+        return None
+    opts = {"method": settings.method, "test": settings.test, "level": settings.level}
+    levels = effects[by].nunique() if by else 1
+    if by is None or levels < 2:
+        if by is not None:
+            only = effects[by].iloc[0]
+            notes.append(f"only one level of {by} ({only}) in these records: no comparison")
+        return meta(data=effects, yi="yi", vi="vi", labels=effects["label"], **opts)
+    return subgroup(effects, by, tau2=settings.tau2_subgroups, **opts)
+
+
+def run(name: str, studies: pd.DataFrame | None = None, settings: Settings | None = None):
+    """Run one named analysis (see the module docstring for the names).
+
+    Examples
+    --------
+    >>> result = run("route")  # doctest: +SKIP
+    >>> result.summary()  # doctest: +SKIP
+    """
+    if name not in QUESTIONS:
+        raise ValueError(f"unknown analysis {name!r}; choose from {', '.join(QUESTIONS)}")
+    settings = settings or Settings()
+    studies = _default_studies() if studies is None else studies
+    by, question = QUESTIONS[name]
+    effects, excluded = prepare_effects(studies, settings)
+    for record_id, reason in excluded:
+        if "not the primary record" in reason or "outside the timepoint" in reason:
+            continue
+        warnings.warn(
+            f"{name}: record {record_id} excluded: {reason}", ExcludedStudyWarning, stacklevel=2
+        )
+    notes: list[str] = []
+    kind = effects["contrast"] if not effects.empty else pd.Series(dtype=str)
+    single = effects[kind == "prepost"]
+    controlled = effects[kind == "ketamine_vs_control"]
+    direct = effects[kind == "therapy_added_to_ketamine"]
+    return ReviewAnalysis(
+        name=name,
+        question=question,
+        settings=settings.as_dict(),
+        effects=effects,
+        excluded=tuple(excluded),
+        controlled=_pool(controlled.reset_index(drop=True), by, settings, notes),
+        single_arm=_pool(single.reset_index(drop=True), by, settings, notes),
+        direct=_pool(direct.reset_index(drop=True), None, settings, notes)
+        if name == "psychotherapy"
+        else None,
+        by=by,
+        notes=tuple(notes),
+    )
+
+
+def overall(studies=None, settings=None) -> ReviewAnalysis:
+    """All controlled comparisons on a depression scale, pooled."""
+    return run("overall", studies, settings)
+
+
+def psychotherapy(studies=None, settings=None) -> ReviewAnalysis:
+    """Ketamine alone vs ketamine with a structured psychotherapy."""
+    return run("psychotherapy", studies, settings)
+
+
+def route(studies=None, settings=None) -> ReviewAnalysis:
+    """Intravenous vs intranasal (and any other route present)."""
+    return run("route", studies, settings)
+
+
+def drug(studies=None, settings=None) -> ReviewAnalysis:
+    """Racemic ketamine vs esketamine."""
+    return run("drug", studies, settings)
+
+
+def comparator(studies=None, settings=None) -> ReviewAnalysis:
+    """Saline placebo vs midazolam vs other controls."""
+    return run("comparator", studies, settings)
+
+
+def condition(studies=None, settings=None) -> ReviewAnalysis:
+    """By condition (TRD, MDD, bipolar depression, PTSD, ...)."""
+    return run("condition", studies, settings)
+
+
+def run_all(
+    studies: pd.DataFrame | None = None, settings: Settings | None = None
+) -> dict[str, ReviewAnalysis]:
+    """Every named analysis, in the order of `QUESTIONS`."""
+    studies = _default_studies() if studies is None else studies
+    return {name: run(name, studies, settings) for name in QUESTIONS}

@@ -1,0 +1,194 @@
+"""From curated records (``studies.csv`` rows) to effect sizes, one path per kind of report.
+
+Trials report their results in different forms. `record_effects` turns each record into
+``yi``/``vi`` on the requested measure by the first path its numbers allow, and says which path
+it took in the ``effect_path`` column, so every effect size can be traced:
+
+``arms``
+    per-arm n, mean and SD (``escalc``). An SE reported instead of an SD becomes
+    ``SD = SE * sqrt(n)`` (path ``arms_sd_from_se``).
+``reported_smd``
+    a reported standardized difference (``SMD_d``/``SMD_g``) with its SE or CI (generic inverse
+    variance); Cohen's d is used as reported (not converted to g) and flagged.
+``smd_from_contrast``
+    (``measure="SMD"`` only, ``allow_sd_from_contrast=True``) a reported mean difference or
+    LS-mean difference with its SE or CI and both arm sizes: the pooled SD is recovered as
+    ``SD = SE / sqrt(1/n1 + 1/n2)`` (Cochrane Handbook 6.4, section 6.5.2.3), then Hedges' g
+    follows from ``escalc("SMD")``. For covariate-adjusted contrasts this SD is the residual
+    SD of the model, so the g is approximate; the path is flagged for sensitivity analysis.
+``reported_md``
+    (``measure="MD"``) a reported mean difference or LS-mean difference with SE or CI.
+``prepost``
+    single-arm records: ``SMCR`` from baseline and follow-up means, the baseline SD and the
+    pre-post correlation, which must be reported or given explicitly as ``assumed_r``.
+
+Signs: for continuous outcomes every effect reads **negative favours ketamine**; records on a
+``higher_is_better`` scale are negated (``sign_flipped`` column). Records that no path fits are
+returned in ``excluded`` with the reason; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ketameta.effects import escalc
+
+Measure = Literal["SMD", "MD"]
+
+CONTINUOUS_OUTCOMES = ("endpoint", "change", "effect_estimate")
+ARM_COLUMNS = ("n1", "mean1", "n2", "mean2")
+
+
+def _num(row: pd.Series, column: str) -> float:
+    value = row.get(column, np.nan)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _se_from_row(row: pd.Series) -> float:
+    """SE of a reported contrast: given, or from its CI (normal quantile at ``ci_level``)."""
+    se = _num(row, "effect_se")
+    if np.isfinite(se):
+        return se
+    low, high = _num(row, "effect_ci_low"), _num(row, "effect_ci_high")
+    level = _num(row, "ci_level")
+    level = 95.0 if not np.isfinite(level) else level
+    if np.isfinite(low) and np.isfinite(high):
+        return (high - low) / (2.0 * stats.norm.ppf(0.5 + level / 200.0))
+    return float("nan")
+
+
+def _controlled_effect(
+    row: pd.Series, measure: Measure, allow_sd_from_contrast: bool
+) -> tuple[float, float, str] | str:
+    """Return ``(yi, vi, path)`` for a two-arm record, or the reason it cannot be used."""
+    n1, n2 = _num(row, "n1"), _num(row, "n2")
+    sd1, sd2 = _num(row, "sd1"), _num(row, "sd2")
+    path = "arms"
+    if not np.isfinite(sd1) and np.isfinite(_num(row, "se1")) and np.isfinite(n1):
+        sd1, path = _num(row, "se1") * np.sqrt(n1), "arms_sd_from_se"
+    if not np.isfinite(sd2) and np.isfinite(_num(row, "se2")) and np.isfinite(n2):
+        sd2, path = _num(row, "se2") * np.sqrt(n2), "arms_sd_from_se"
+    arms = [n1, _num(row, "mean1"), sd1, n2, _num(row, "mean2"), sd2]
+    if all(np.isfinite(arms)):
+        out = escalc(measure, m1=[arms[1]], sd1=[sd1], n1=[n1], m2=[arms[4]], sd2=[sd2], n2=[n2])
+        return float(out["yi"].iloc[0]), float(out["vi"].iloc[0]), path
+    kind = str(row.get("effect_type", "") or "")
+    effect, se = _num(row, "effect"), _se_from_row(row)
+    if not (np.isfinite(effect) and np.isfinite(se)):
+        return "neither arm-level mean/SD/n nor a reported contrast with SE or CI"
+    if kind in ("SMD_d", "SMD_g"):
+        if measure != "SMD":
+            return f"reported {kind} cannot be expressed as {measure}"
+        return effect, se**2, "reported_smd"
+    if kind in ("MD", "LSMD"):
+        if measure == "MD":
+            return effect, se**2, "reported_md"
+        if not allow_sd_from_contrast:
+            return f"reported {kind} without SD (allow_sd_from_contrast=False)"
+        if not (np.isfinite(n1) and np.isfinite(n2)):
+            return f"reported {kind} with SE but arm sizes n1/n2 missing: cannot standardise"
+        sd_pooled = se / np.sqrt(1.0 / n1 + 1.0 / n2)
+        out = escalc(
+            "SMD", m1=[effect], sd1=[sd_pooled], n1=[n1], m2=[0.0], sd2=[sd_pooled], n2=[n2]
+        )
+        return float(out["yi"].iloc[0]), float(out["vi"].iloc[0]), "smd_from_contrast"
+    return f"effect_type {kind or '(empty)'} is not a continuous contrast"
+
+
+def _prepost_effect(row: pd.Series, assumed_r: float | None) -> tuple[float, float, str] | str:
+    kind = str(row.get("effect_type", "") or "")
+    n = _num(row, "n1")
+    pre, post, sd_pre = _num(row, "baseline_mean1"), _num(row, "mean1"), _num(row, "baseline_sd1")
+    r = _num(row, "prepost_r")
+    path = "prepost"
+    if not np.isfinite(r) and assumed_r is not None:
+        r, path = float(assumed_r), f"prepost_assumed_r={assumed_r:g}"
+    if all(np.isfinite([n, pre, post, sd_pre, r])):
+        out = escalc("SMCR", m_pre=[pre], m_post=[post], sd_pre=[sd_pre], n=[n], r=[r])
+        return float(out["yi"].iloc[0]), float(out["vi"].iloc[0]), path
+    effect, se = _num(row, "effect"), _se_from_row(row)
+    if kind in ("SMD_d", "SMD_g") and np.isfinite(effect) and np.isfinite(se):
+        # a reported pre-post d is a reduction; on a lower-is-better scale improvement is < 0
+        return effect, se**2, "reported_prepost_smd"
+    if all(np.isfinite([n, pre, post, sd_pre])):
+        return "pre-post correlation not reported (set assumed_r to include, as a sensitivity)"
+    return "single-arm record without baseline mean/SD, follow-up mean and n, or a reported d"
+
+
+def record_effects(
+    records: pd.DataFrame,
+    *,
+    measure: Measure = "SMD",
+    allow_sd_from_contrast: bool = True,
+    assumed_r: float | None = None,
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Compute ``yi``/``vi`` for every record by the first path its numbers allow.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        Rows of ``studies.csv`` (continuous outcomes).
+    measure : {"SMD", "MD"}
+        Hedges' g (all scales) or the raw mean difference (one scale only).
+    allow_sd_from_contrast : bool
+        Standardise reported (LS-)mean differences through the SD recovered from their SE.
+    assumed_r : float, optional
+        Pre-post correlation for single-arm records that do not report one. ``None`` (the
+        default) excludes such records and says so.
+
+    Returns
+    -------
+    (effects, excluded)
+        ``effects`` holds the input columns plus ``yi``, ``vi``, ``effect_path``,
+        ``sign_flipped`` and ``label``; ``excluded`` lists ``(record_id, reason)``.
+        For continuous measures negative values favour ketamine.
+    """
+    if measure not in ("SMD", "MD"):
+        raise ValueError(f"measure must be 'SMD' or 'MD', got {measure!r}")
+    rows: list[pd.Series] = []
+    excluded: list[tuple[str, str]] = []
+    if measure == "MD" and records["scale"].nunique() > 1:
+        scales = ", ".join(sorted(records["scale"].astype(str).unique()))
+        raise ValueError(f"measure='MD' needs one scale, the records have several: {scales}")
+    for _, row in records.iterrows():
+        single = str(row.get("design", "")) == "single_arm" or pd.isna(row.get("n2"))
+        single = single and str(row.get("comparator", "")) in ("none", "", "nan")
+        if single:
+            outcome = _prepost_effect(row, assumed_r) if measure == "SMD" else "MD needs two arms"
+        else:
+            outcome = _controlled_effect(row, measure, allow_sd_from_contrast)
+        if isinstance(outcome, str):
+            excluded.append((str(row["record_id"]), outcome))
+            continue
+        yi, vi, path = outcome
+        flipped = str(row.get("direction", "")) == "higher_is_better"
+        new = row.copy()
+        new["yi"], new["vi"], new["effect_path"] = (-yi if flipped else yi), vi, path
+        new["sign_flipped"] = flipped
+        new["single_arm"] = single
+        rows.append(new)
+    effects = pd.DataFrame(rows)
+    if effects.empty:
+        effects = records.iloc[0:0].assign(yi=[], vi=[], effect_path=[], sign_flipped=[])
+    effects["label"] = _labels(effects)
+    effects.attrs["measure"] = measure
+    effects.attrs["favours_group1"] = "negative"
+    effects.attrs["excluded"] = list(excluded)
+    return effects.reset_index(drop=True), excluded
+
+
+def _labels(effects: pd.DataFrame) -> list[str]:
+    """``Author year``, with the ketamine arm added where a study has several records."""
+    if effects.empty:
+        return []
+    base = effects["first_author"].astype(str) + " " + effects["year"].astype(str)
+    counts = effects["study_id"].map(effects["study_id"].value_counts())
+    arm = effects.get("arm1_label", pd.Series("", index=effects.index)).astype(str)
+    return [b if c == 1 else f"{b} ({a})" for b, c, a in zip(base, counts, arm, strict=True)]
