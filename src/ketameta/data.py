@@ -122,7 +122,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"row {self.row} ({self.record_id}), column {self.column!r}, value {self.value!r}: {self.message}"
+        where = f"row {self.row} ({self.record_id}), column {self.column!r}"
+        return f"{where}, value {self.value!r}: {self.message}"
 
 
 def bundled_path(name: str = "studies.csv") -> Path:
