@@ -29,6 +29,7 @@ returned in ``excluded`` with the reason; nothing is dropped silently.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import numpy as np
@@ -185,10 +186,25 @@ def record_effects(
 
 
 def _labels(effects: pd.DataFrame) -> list[str]:
-    """``Author year``, with the ketamine arm added where a study has several records."""
+    """``Author year``; the study id is added where two studies share it, and the part of the
+    ketamine arm's name that differs where a study has several records."""
     if effects.empty:
         return []
-    base = effects["first_author"].astype(str) + " " + effects["year"].astype(str)
-    counts = effects["study_id"].map(effects["study_id"].value_counts())
-    arm = effects.get("arm1_label", pd.Series("", index=effects.index)).astype(str)
-    return [b if c == 1 else f"{b} ({a})" for b, c, a in zip(base, counts, arm, strict=True)]
+    base = (
+        effects["first_author"].astype(str)
+        + " "
+        + effects["year"].astype(float).map("{:.0f}".format)
+    )
+    shared = base.map(effects.groupby(base)["study_id"].nunique()) > 1
+    base = base.where(~shared, base + " " + effects["study_id"].astype(str))
+    arms = effects.get("arm1_label", pd.Series("", index=effects.index)).fillna("").astype(str)
+    labels = []
+    for i in effects.index:
+        same = arms[effects["study_id"] == effects.at[i, "study_id"]]
+        if len(same) == 1:
+            labels.append(base[i])
+            continue
+        prefix = os.path.commonprefix(same.tolist())
+        suffix = arms[i][len(prefix) :].strip(" ()") or arms[i]
+        labels.append(f"{base[i]} ({suffix})")
+    return labels

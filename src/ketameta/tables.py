@@ -59,7 +59,14 @@ def format_summary(table: pd.DataFrame | Any, *, digits: int = 2) -> pd.DataFram
     df = table.summary() if hasattr(table, "summary") else table
     out = df.copy().astype(object)
     for column in df.columns:
-        out[column] = [_cell(str(column), v, digits) for v in df[column]]
+        whole = pd.api.types.is_numeric_dtype(df[column]) and bool(
+            (df[column].dropna() % 1 == 0).all() and str(column) in COUNT_COLUMNS + ("year",)
+        )
+        integer = pd.api.types.is_integer_dtype(df[column]) or whole
+        out[column] = [
+            (f"{int(v)}" if integer and v == v else _cell(str(column), v, digits))
+            for v in df[column]
+        ]
     return out
 
 

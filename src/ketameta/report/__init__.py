@@ -1,0 +1,1 @@
+"""The reproducible report (``ketameta report``)."""
