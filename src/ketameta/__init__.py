@@ -1,8 +1,18 @@
-"""ketameta: meta-analysis of the ketamine and esketamine evidence, exact to R's metafor."""
+"""ketameta: meta-analysis of the ketamine and esketamine evidence, exact to R's metafor.
+
+Examples
+--------
+>>> import ketameta as km
+>>> res = km.meta([-0.5, -0.2, -0.4], [0.04, 0.05, 0.03], method="REML")
+>>> round(res.estimate, 3)
+-0.381
+"""
 
 from __future__ import annotations
 
+from ketameta import analyses, plots, tables
 from ketameta.analysis import meta, meta_batch
+from ketameta.data import load_screening, load_studies, validate_studies
 from ketameta.effects import escalc
 from ketameta.exceptions import (
     ConvergenceWarning,
@@ -34,9 +44,15 @@ __all__ = [
     "SubgroupTest",
     "ZeroCellWarning",
     "__version__",
+    "analyses",
     "escalc",
+    "load_screening",
+    "load_studies",
     "meta",
     "meta_batch",
     "metareg",
+    "plots",
     "subgroup",
+    "tables",
+    "validate_studies",
 ]

@@ -138,7 +138,7 @@ def escalc(
     >>> out = escalc("SMD", m1=[-14.0], sd1=[9.0], n1=[30], m2=[-8.0], sd2=[10.0], n2=[30],
     ...              direction="lower_is_better")
     >>> round(float(out["yi"][0]), 4), out.attrs["favours_group1"]
-    (-0.6239, 'negative')
+    (-0.6225, 'negative')
     """
     if measure == "GEN":
         return _generic(data, level, ratio, direction, favours_group1, inputs)
