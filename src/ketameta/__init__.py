@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ketameta import analyses, plots, tables
 from ketameta.analysis import meta, meta_batch
+from ketameta.bias import begg_test, egger_test, fail_safe_n, pet_peese, trim_and_fill
 from ketameta.data import load_screening, load_studies, validate_studies
 from ketameta.effects import escalc
 from ketameta.exceptions import (
@@ -25,6 +26,7 @@ from ketameta.exceptions import (
 )
 from ketameta.regression import MetaRegResult, PermutationResult, metareg
 from ketameta.results import BatchResult, MetaResult
+from ketameta.sensitivity import cumulative, influence, leave_one_out, without_high_risk
 from ketameta.subgroup import SubgroupResult, SubgroupTest, subgroup
 
 __version__ = "0.1.0"
@@ -45,14 +47,23 @@ __all__ = [
     "ZeroCellWarning",
     "__version__",
     "analyses",
+    "begg_test",
+    "cumulative",
+    "egger_test",
     "escalc",
+    "fail_safe_n",
+    "influence",
+    "leave_one_out",
     "load_screening",
     "load_studies",
     "meta",
     "meta_batch",
     "metareg",
+    "pet_peese",
     "plots",
     "subgroup",
     "tables",
+    "trim_and_fill",
     "validate_studies",
+    "without_high_risk",
 ]
