@@ -33,6 +33,8 @@ def format_p(p: float) -> str:
 
 
 def _cell(column: str, value: Any, digits: int) -> str:
+    if isinstance(value, (bool,)) or type(value).__name__ == "bool_":
+        return "yes" if value else "no"
     if isinstance(value, str) or value is None:
         return "" if value is None else value
     try:

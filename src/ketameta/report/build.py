@@ -188,6 +188,78 @@ def _analysis_section(result: analyses.ReviewAnalysis, tables: dict[str, pd.Data
     return "\n".join(parts)
 
 
+def _sensitivity_section(
+    results: dict[str, analyses.ReviewAnalysis], tables: dict[str, pd.DataFrame]
+) -> str:
+    from ketameta.analysis import meta
+    from ketameta.bias import begg_test, egger_test, trim_and_fill
+    from ketameta.sensitivity import compare_results, influence, leave_one_out
+
+    parts = ["<h2>Sensitivity and small-study bias</h2>"]
+    for name, analysis in results.items():
+        res = analysis.controlled
+        pools = (
+            {"overall": res}
+            if name == "overall" and res is not None and res.k >= 3
+            else {f"{name}: {lv}": r for lv, r in getattr(res, "results", {}).items() if r.k >= 3}
+        )
+        for label, pooled in pools.items():
+            key = label.replace(": ", "_").replace(" ", "_")
+            parts.append(f"<h3>{html.escape(label)} (k = {pooled.k})</h3>")
+            loo = leave_one_out(pooled).reset_index()
+            infl = influence(pooled).reset_index()
+            loo["influential"] = infl["influential"].to_numpy()
+            tables[f"sensitivity_{key}_leave_one_out"] = loo
+            signs = {bool(v) for v in (loo["ci_high"] < 0) | (loo["ci_low"] > 0)}
+            survives = (
+                "survives"
+                if signs == {bool(pooled.ci_high < 0 or pooled.ci_low > 0)}
+                else "does not survive"
+            )
+            parts.append(
+                f"<p>Leave-one-out: the conclusion (CI excluding 0 or not) {survives} "
+                "omitting each study in turn; influential studies (metafor's rule): "
+                f"{html.escape(', '.join(infl.loc[infl['influential'], 'study']) or 'none')}"
+                ".</p>" + _table(loo)
+            )
+            rows = []
+            for test in (egger_test(pooled), begg_test(pooled)):
+                rows.append({"test": test.test, "statistic": test.statistic, "pvalue": test.pvalue})
+            tf = trim_and_fill(pooled)
+            rows.append(
+                {
+                    "test": f"trim-and-fill (L0): k0 = {tf.k0}, side {tf.side}",
+                    "statistic": tf.result.estimate,
+                    "pvalue": tf.result.pvalue,
+                }
+            )
+            bias = pd.DataFrame(rows)
+            tables[f"sensitivity_{key}_small_study"] = bias
+            parts.append(
+                "<p>Small-study tests (with fewer than 10 studies these have little "
+                "power; read them as descriptive):</p>" + _table(bias)
+            )
+            data = pooled.data
+            if data is not None and "risk_of_bias" in data.columns:
+                keep = (data["risk_of_bias"].astype(str) != "high").to_numpy()
+                if 0 < keep.sum() < pooled.k:
+                    low = meta(
+                        pooled.yi[keep],
+                        pooled.vi[keep],
+                        method=pooled.method,
+                        test=pooled.test,
+                        level=pooled.level,
+                    )
+                    both = compare_results({"all studies": pooled, "without high RoB": low})
+                    parts.append("<p>Risk-of-bias sensitivity:</p>" + _table(both.reset_index()))
+                else:
+                    parts.append(
+                        "<p>Risk-of-bias sensitivity: no study at high risk of bias "
+                        "in this pool (nothing to remove).</p>"
+                    )
+    return "\n".join(parts)
+
+
 def build_report(
     *,
     data: str | Path | None = None,
@@ -215,12 +287,16 @@ def build_report(
     screening = load_screening(screening_path if screening_path.exists() else None)
     tables: dict[str, pd.DataFrame] = {"included_studies": _included(studies)}
     sections = []
+    results: dict[str, analyses.ReviewAnalysis] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for i, name in enumerate(analyses.QUESTIONS, start=2):
             say(f"[{i}/{len(steps)}] analysis: {name}")
-            result = analyses.run(name, studies, cfg.analysis)
-            sections.append(_analysis_section(result, tables))
+            results[name] = analyses.run(name, studies, cfg.analysis)
+            sections.append(_analysis_section(results[name], tables))
+        sensitivity = _sensitivity_section(
+            {k: results[k] for k in ("overall", "route", "psychotherapy")}, tables
+        )
     messages = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
     say(f"[{len(steps)}/{len(steps)}] writing {out_dir}")
     warn_html = (
@@ -240,9 +316,7 @@ def build_report(
 <h2>Study flow</h2>{_flow(screening)}
 <h2>Included studies</h2>{_table(tables["included_studies"])}
 {"".join(sections)}
-<h2>Sensitivity and small-study bias</h2>
-<p>Not available in this version of the report: leave-one-out, influence and small-study-bias
-analyses are not yet part of ketameta.</p>
+{sensitivity}
 <h2>Warnings raised while building</h2>{warn_html}
 </body></html>
 """
