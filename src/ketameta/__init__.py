@@ -13,6 +13,7 @@ from __future__ import annotations
 from ketameta import analyses, plots, tables
 from ketameta.analysis import meta, meta_batch
 from ketameta.bias import begg_test, egger_test, fail_safe_n, pet_peese, trim_and_fill
+from ketameta.binary import BinaryResult, meta_mh, meta_peto
 from ketameta.data import load_screening, load_studies, validate_studies
 from ketameta.effects import escalc
 from ketameta.exceptions import (
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchResult",
+    "BinaryResult",
     "ConvergenceWarning",
     "DataValidationError",
     "ExcludedStudyWarning",
@@ -58,6 +60,8 @@ __all__ = [
     "load_studies",
     "meta",
     "meta_batch",
+    "meta_mh",
+    "meta_peto",
     "metareg",
     "pet_peese",
     "plots",
