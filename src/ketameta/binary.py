@@ -181,7 +181,7 @@ def meta_mh(
     --------
     >>> res = meta_mh([4, 6, 3], [123, 306, 231], [11, 29, 11], [139, 303, 220])
     >>> round(float(np.exp(res.estimate)), 3)
-    0.293
+    0.243
     """
     if measure not in ("OR", "RR", "RD"):
         raise ValueError(f"measure must be 'OR', 'RR' or 'RD', got {measure!r}")
