@@ -27,7 +27,13 @@ from ketameta.exceptions import (
 )
 from ketameta.regression import MetaRegResult, PermutationResult, metareg
 from ketameta.results import BatchResult, MetaResult
-from ketameta.sensitivity import cumulative, influence, leave_one_out, without_high_risk
+from ketameta.sensitivity import (
+    cumulative,
+    gosh,
+    influence,
+    leave_one_out,
+    without_high_risk,
+)
 from ketameta.subgroup import SubgroupResult, SubgroupTest, subgroup
 
 __version__ = "0.1.0"
@@ -54,6 +60,7 @@ __all__ = [
     "egger_test",
     "escalc",
     "fail_safe_n",
+    "gosh",
     "influence",
     "leave_one_out",
     "load_screening",

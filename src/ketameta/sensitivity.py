@@ -138,3 +138,67 @@ def compare_results(results: dict[str, Any]) -> pd.DataFrame:
 def _need(result: Any, k_min: int, name: str) -> None:
     if result.k < k_min:
         raise ValueError(f"{name}() needs at least {k_min} studies; the result has {result.k}")
+
+
+def gosh(
+    result: Any,
+    *,
+    max_subsets: int | None = 1_000_000,
+    seed: int | None = None,
+    chunk: int = 8192,
+    executor: Any = None,
+) -> pd.DataFrame:
+    """GOSH: the pooled estimate, tau² and I² of subsets of the studies (Olkin et al. 2012).
+
+    All ``2^k - 1`` non-empty subsets are fitted when that is at most ``max_subsets``;
+    otherwise ``max_subsets`` random subsets (seeded) are drawn. Fits run on the batched core in
+    chunks of ``chunk`` subsets (bounded memory); ``executor`` (any
+    ``concurrent.futures.Executor``, e.g. a process pool or a dask client's executor) fans the
+    chunks out.
+
+    Returns
+    -------
+    DataFrame
+        One row per subset: ``k, estimate, tau2, i2, q`` and a boolean column per study
+        (membership).
+
+    Examples
+    --------
+    >>> from ketameta import meta
+    >>> res = meta([-0.5, -0.2, -0.4, -0.1], [0.04, 0.05, 0.03, 0.02], method="DL")
+    >>> len(gosh(res))
+    15
+    """
+    k = result.k
+    total = 2**k - 1
+    if max_subsets is None or total <= max_subsets:
+        codes = np.arange(1, total + 1, dtype=np.int64)
+        masks = ((codes[:, None] >> np.arange(k)) & 1).astype(bool)
+    else:
+        rng = np.random.default_rng(seed)
+        masks = rng.random((max_subsets, k)) < 0.5
+        masks[~masks.any(axis=1), rng.integers(0, k)] = True
+    pieces = [masks[i : i + chunk] for i in range(0, len(masks), chunk)]
+    args = (np.asarray(result.yi), np.asarray(result.vi), result.method)
+    if executor is None:
+        fits = [_gosh_chunk(m, *args) for m in pieces]
+    else:
+        fits = list(executor.map(_gosh_chunk, pieces, *[[a] * len(pieces) for a in args]))
+    out = pd.DataFrame(np.vstack(fits), columns=["k", "estimate", "tau2", "i2", "q"])
+    out["k"] = out["k"].astype(int)
+    members = pd.DataFrame(masks, columns=list(result.labels))
+    return pd.concat([out, members], axis=1)
+
+
+def _gosh_chunk(masks: np.ndarray, yi: np.ndarray, vi: np.ndarray, method: str) -> np.ndarray:
+    from ketameta._core.batch import fit_batch
+
+    n = masks.shape[0]
+    fit = fit_batch(
+        np.broadcast_to(yi, (n, yi.size)),
+        np.broadcast_to(vi, (n, vi.size)),
+        mask=masks,
+        method=method,
+        ci_tau2=False,
+    )
+    return np.column_stack([masks.sum(axis=1), fit["estimate"], fit["tau2"], fit["i2"], fit["q"]])
