@@ -46,14 +46,63 @@ def test_generic_from_se_and_from_ci():
 
 
 def test_double_zero_kept_with_warning_or_dropped_and_listed():
-    counts = dict(events1=[0, 2], n1=[10, 12], events2=[0, 5], n2=[11, 12])
-    with pytest.warns(ZeroCellWarning, match="row 0"):
+    counts = dict(events1=[0, 2, 0], n1=[10, 12, 9], events2=[0, 5, 3], n2=[11, 12, 9])
+    with pytest.warns(ZeroCellWarning, match="row 0") as record:
         kept = escalc("OR", **counts)
-    assert np.isfinite(kept["yi"]).all()
-    with pytest.warns(ExcludedStudyWarning, match="row 0"):
+    assert len(record) == 1  # only the double-zero table is warned about
+    assert np.isfinite(kept["yi"]).all() and len(kept) == 3
+    # 1/2 added to each cell: log((0.5 * 11.5) / (10.5 * 0.5))
+    assert kept["yi"].iloc[0] == pytest.approx(np.log(11.5 / 10.5), rel=1e-12)
+    with pytest.warns(ExcludedStudyWarning, match="row 0 excluded"):
         dropped = escalc("OR", drop00=True, **counts)
-    assert np.isnan(dropped["yi"].iloc[0]) and np.isfinite(dropped["yi"].iloc[1])
-    assert dropped.attrs["excluded"][0][0] == "0"
+    assert dropped.index.tolist() == [1, 2]
+    assert dropped.attrs["excluded"] == [
+        ("0", "no events (or only events) in both arms (drop00=True)")
+    ]
+    np.testing.assert_array_equal(dropped["yi"], kept["yi"].iloc[1:])
+
+
+def test_no_correction_removes_and_lists_the_uncomputable_tables():
+    counts = dict(events1=[0, 2], n1=[10, 12], events2=[4, 5], n2=[11, 12])
+    with pytest.warns(ExcludedStudyWarning, match="row 0 excluded: zero cell"):
+        out = escalc("OR", to="none", **counts)
+    assert out.index.tolist() == [1]
+    assert out.attrs["excluded"][0][0] == "0"
+    rd = escalc("RD", to="none", **counts)  # RD is computable without correction
+    assert rd["yi"].iloc[0] == pytest.approx(0 - 4 / 11)
+    assert escalc("OR", add=0.25, **counts)["yi"].iloc[0] == pytest.approx(
+        np.log(0.25 * 7.25 / (10.25 * 4.25))
+    )
+
+
+def test_correlations():
+    out = escalc("COR", r=[0.3, -0.5], n=[50, 20])
+    np.testing.assert_allclose(out["yi"], [0.3, -0.5])
+    np.testing.assert_allclose(out["vi"], [(1 - 0.09) ** 2 / 49, (1 - 0.25) ** 2 / 19])
+    z = escalc("ZCOR", r=[0.3], n=[50])
+    assert z["yi"].iloc[0] == pytest.approx(np.arctanh(0.3)) and z["vi"].iloc[0] == 1 / 47
+
+
+def test_generic_with_columns_passes_data_through():
+    df = pd.DataFrame(
+        {"hr": [0.5, 2.0], "lo": [0.25, 1.0], "hi": [1.0, 4.0], "id": ["test_a", "test_b"]}
+    )
+    out = escalc("GEN", data=df, estimate="hr", ci_low="lo", ci_high="hi", ratio=True, level=90)
+    np.testing.assert_allclose(out["yi"], np.log([0.5, 2.0]))
+    np.testing.assert_allclose(out["sei"], np.log(4.0) / (2 * stats.norm.ppf(0.95)))
+    assert out["id"].tolist() == ["test_a", "test_b"] and out.attrs["measure"] == "GEN"
+
+
+def test_prepost_sign_and_flip():
+    # follow-up minus baseline: a fall on a lower-is-better scale is negative and favours
+    inputs = dict(m_pre=[30.0], m_post=[20.0], sd_pre=[6.0], n=[20], r=[0.5])
+    out = escalc("SMCR", direction="lower_is_better", **inputs)
+    assert out["yi"].iloc[0] < 0 and out.attrs["favours_group1"] == "negative"
+    flipped = escalc("SMCR", direction="lower_is_better", favours_group1="positive", **inputs)
+    assert flipped["yi"].iloc[0] == -out["yi"].iloc[0] and flipped.attrs["sign_flipped"]
+    # without direction nothing is negated, the requested sign is only recorded
+    plain = escalc("SMCR", favours_group1="positive", **inputs)
+    assert plain["yi"].iloc[0] == out["yi"].iloc[0] and not plain.attrs["sign_flipped"]
 
 
 @pytest.mark.parametrize(
@@ -69,7 +118,18 @@ def test_double_zero_kept_with_warning_or_dropped_and_listed():
         ("SMCR", dict(m_pre=[30.0], m_post=[20.0], sd_pre=[6.0], n=[20]), "missing: r"),
         ("SMCR", dict(m_pre=[30.0], m_post=[20.0], sd_pre=[6.0], n=[20], r=[1.5]), "'r' must lie"),
         ("XYZ", {}, "unknown measure 'XYZ'"),
-        ("GEN", dict(estimate=[1.0]), "needs 'se', or both"),
+        ("GEN", dict(estimate=[1.0]), "missing: ci_low, ci_high"),
+        ("GEN", dict(estimate=[1.0], ci_low=[2.0], ci_high=[3.0]), "outside its interval"),
+        ("GEN", dict(estimate=[1.0], se=[0.5], ratio=True), "ratio=True needs"),
+        ("SMD", {**ARMS, "vtype": "HO"}, "vtype 'HO' is not available for 'SMD'"),
+        ("SMD", {**ARMS, "favours_group1": "down"}, "'favours_group1' must be"),
+        ("SMD", {**ARMS, "direction": "up"}, "'direction' must be"),
+        ("SMD", {**ARMS, "sd": [1.0, 2.0]}, "unexpected inputs for measure 'SMD': sd"),
+        ("ROM", {**ARMS}, "'m1' must be positive for a ratio of means"),
+        ("MD", {**ARMS, "n1": [1, 25]}, "'n1' must be at least 2"),
+        ("SMCR", dict(m_pre=[30.0], m_post=[20.0], sd_pre=[6.0], n=[20], r=[np.nan]), "'r' has"),
+        ("ZCOR", dict(r=[0.2], n=[3]), "'n' must exceed 3"),
+        ("OR", dict(events1=[1], n1=[0], events2=[1], n2=[10]), "'n1' must be at least 1"),
         ("GEN", dict(estimate=[1.0], se=[0.0]), "'se' must be positive"),
     ],
 )
@@ -81,7 +141,12 @@ def test_bad_input_names_the_argument_and_row(measure, inputs, message):
 def test_dataframe_rows_are_named_in_errors():
     df = pd.DataFrame(ARMS, index=["daly", "fava"])
     df.loc["fava", "sd1"] = -2.0
-    with pytest.raises(ValueError, match="rows fava"):
+    with pytest.raises(
+        ValueError, match=r"'sd1' \(column 'sd1'\) must not be negative \(rows fava\)"
+    ):
+        escalc("SMD", data=df, **{k: k for k in ARMS})
+    df.loc["fava", "sd1"] = 0.0
+    with pytest.raises(ValueError, match="is zero in rows fava"):
         escalc("SMD", data=df, **{k: k for k in ARMS})
     with pytest.raises(ValueError, match="column 'nope'"):
         escalc("SMD", data=df, **{**{k: k for k in ARMS}, "m1": "nope"})

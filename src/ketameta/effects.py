@@ -2,14 +2,24 @@
 
 Sign convention
 ---------------
-Group 1 is the treatment (ketamine), group 2 the control, as metafor's ``m1i``/``ai``: ``yi`` is
-group 1 minus (or over) group 2, and for pre-post measures follow-up minus baseline. On a
-symptom scale where lower is better, a negative ``yi`` therefore favours ketamine. State the
-outcome's ``direction`` and ``escalc`` records which sign favours group 1 in
-``df.attrs["favours_group1"]``; also give ``favours_group1="negative"`` (or ``"positive"``) and
-``yi`` is negated where needed, so that every pooled effect reads the same way
-(``df.attrs["sign_flipped"]`` says whether it was). For event measures (RR, OR, RD) "better"
-refers to the event: responders are ``higher_is_better``, relapses ``lower_is_better``.
+Group 1 is the treatment (ketamine), group 2 the control, as metafor's ``m1i``/``ai``. ``yi`` is
+always what metafor computes: group 1 minus group 2 (MD, SMD, SMDH, RD), the log of group 1 over
+group 2 (ROM, RR, OR), and for the pre-post measures (SMCR, SMCC) follow-up minus baseline.
+
+``direction`` says what is better on the outcome (``"lower_is_better"`` or
+``"higher_is_better"``); ``escalc`` then records in ``df.attrs["favours_group1"]`` which sign of
+``yi`` favours group 1: ``"negative"`` for ``lower_is_better``, ``"positive"`` for
+``higher_is_better``. This holds for every measure because differences and log ratios share
+their sign: on a symptom scale (lower is better) a negative MD/SMD favours ketamine; for events,
+"better" refers to the event counted in ``events1``/``events2``, so relapses or dropouts are
+``lower_is_better`` (log RR < 0 favours ketamine) and responders or remitters
+``higher_is_better`` (log RR > 0 favours ketamine). For pre-post measures (no group 2) it
+states whether a decrease (negative ``yi``) is an improvement.
+
+Give also ``favours_group1="negative"`` (or ``"positive"``) and ``yi`` is negated where the
+natural sign disagrees, so that every pooled effect reads the same way, e.g. "negative favours
+ketamine" across scales and event types; ``df.attrs["sign_flipped"]`` says whether it was.
+Without ``direction``, ``favours_group1`` is only recorded (nothing is negated).
 """
 
 from __future__ import annotations
@@ -25,7 +35,9 @@ from scipy import stats
 from ketameta._core import effects as core
 from ketameta.exceptions import ExcludedStudyWarning, ZeroCellWarning
 
-Measure = Literal["SMD", "SMDH", "MD", "ROM", "SMCR", "SMCC", "RR", "OR", "RD", "ZCOR", "GEN"]
+Measure = Literal[
+    "SMD", "SMDH", "MD", "ROM", "SMCR", "SMCC", "RR", "OR", "RD", "ZCOR", "COR", "GEN"
+]
 
 INPUTS: dict[str, tuple[str, ...]] = {
     "SMD": ("m1", "sd1", "n1", "m2", "sd2", "n2"),
@@ -38,7 +50,9 @@ INPUTS: dict[str, tuple[str, ...]] = {
     "OR": ("events1", "n1", "events2", "n2"),
     "RD": ("events1", "n1", "events2", "n2"),
     "ZCOR": ("r", "n"),
+    "COR": ("r", "n"),
 }
+VTYPES = {"SMD": ("LS", "UB", "LS2", "AV"), "MD": ("LS", "HO"), "ROM": ("LS", "HO")}
 SIZE_INPUTS = {"n", "n1", "n2"}
 SD_INPUTS = {"sd1", "sd2", "sd_pre", "sd_post"}
 # sign of yi that favours group 1 when lower values of the outcome are better
@@ -67,20 +81,26 @@ def _row_names(data: pd.DataFrame | None, k: int) -> list[str]:
     return [str(i) for i in (data.index if data is not None else range(k))]
 
 
-def _check(name: str, values: np.ndarray, rows: Sequence[str]) -> None:
+def _check(name: str, values: np.ndarray, rows: Sequence[str], shown: str | None = None) -> None:
+    """Raise ValueError naming the argument (``shown``, with its column) and the bad rows."""
+    shown = shown or f"'{name}'"
     bad = ~np.isfinite(values)
     if bad.any():
-        raise ValueError(f"'{name}' has missing or infinite values in rows {_list(rows, bad)}")
+        raise ValueError(f"{shown} has missing or infinite values in rows {_list(rows, bad)}")
     if name in SIZE_INPUTS and (values < 1).any():
-        raise ValueError(f"'{name}' must be at least 1 (rows {_list(rows, values < 1)})")
+        raise ValueError(f"{shown} must be at least 1 (rows {_list(rows, values < 1)})")
     if name in SD_INPUTS and (values < 0).any():
-        raise ValueError(f"'{name}' must not be negative (rows {_list(rows, values < 0)})")
+        raise ValueError(f"{shown} must not be negative (rows {_list(rows, values < 0)})")
     if name.startswith("events") and (values < 0).any():
-        raise ValueError(f"'{name}' must not be negative (rows {_list(rows, values < 0)})")
+        raise ValueError(f"{shown} must not be negative (rows {_list(rows, values < 0)})")
     if name == "r" and ((values < -1) | (values > 1)).any():
         raise ValueError(
-            f"'r' must lie in [-1, 1] (rows {_list(rows, (values < -1) | (values > 1))})"
+            f"{shown} must lie in [-1, 1] (rows {_list(rows, (values < -1) | (values > 1))})"
         )
+
+
+def _shown(name: str, value: Any) -> str:
+    return f"'{name}' (column {value!r})" if isinstance(value, str) else f"'{name}'"
 
 
 def _list(rows: Sequence[str], mask: np.ndarray) -> str:
@@ -106,32 +126,61 @@ def escalc(
     Parameters
     ----------
     measure : str
-        ``"SMD"`` (Hedges' g, exact correction), ``"SMDH"``, ``"MD"``, ``"ROM"`` (inputs
-        ``m1, sd1, n1, m2, sd2, n2``); ``"SMCR"`` (``m_pre, m_post, sd_pre, n, r``); ``"SMCC"``
-        (``m_pre, m_post, sd_pre, sd_post, n, r``); ``"RR"``, ``"OR"`` (log scale), ``"RD"``
-        (``events1, n1, events2, n2``); ``"ZCOR"`` (``r, n``); ``"GEN"`` (``estimate`` with
-        ``se``, or with ``ci_low, ci_high`` at ``level``; ``ratio=True`` logs them first).
+        Two groups, continuous (inputs ``m1, sd1, n1, m2, sd2, n2``): ``"SMD"`` (Hedges' g with
+        the exact gamma-function correction), ``"SMDH"`` (SDs not assumed equal), ``"MD"``,
+        ``"ROM"`` (log ratio of means). One group, pre-post: ``"SMCR"`` (``m_pre, m_post,
+        sd_pre, n, r``; raw-score standardisation by the baseline SD) and ``"SMCC"`` (``m_pre,
+        m_post, sd_pre, sd_post, n, r``; change-score standardisation); ``r`` is the pre-post
+        correlation and is required (there is no default). Two groups, events (``events1, n1,
+        events2, n2``): ``"RR"``, ``"OR"`` (log scale), ``"RD"``. Correlations (``r, n``):
+        ``"ZCOR"`` (Fisher's z), ``"COR"``. Generic inverse variance ``"GEN"``: ``estimate``
+        with ``se``, or with ``ci_low, ci_high`` at ``level`` percent, ``se = (ci_high -
+        ci_low) / (2 z)``; with ``ratio=True`` the estimate and bounds are ratios (RR, OR, HR)
+        and are logged first (``yi`` on the log scale).
     data : DataFrame, optional
-        If given, string inputs name its columns and its other columns are passed through.
-    direction, favours_group1 : str, optional
-        The outcome's direction and the sign wanted for "favours group 1" (module docstring).
+        If given, string inputs name its columns; every column of ``data`` is passed through.
+    direction : {"lower_is_better", "higher_is_better"}, optional
+        What is better on the outcome; sets ``attrs["favours_group1"]`` (module docstring).
+    favours_group1 : {"negative", "positive"}, optional
+        The sign wanted for "favours group 1"; ``yi`` is negated if ``direction`` implies the
+        other sign.
     vtype : str
-        Variance estimator: "LS" (default), "UB", "LS2", "AV" for SMD; "LS", "HO" for MD/ROM.
-    add, to, drop00 : continuity correction of 2x2 tables, as metafor (default: add 1/2 to
-        each cell of a table with a zero cell; double-zero tables kept unless ``drop00``).
+        Variance estimator, as metafor: "LS" (default) for every measure; also "UB", "LS2",
+        "AV" for SMD and "HO" for MD and ROM.
+    add, to : continuity correction of 2x2 tables, as metafor: ``add`` (default 1/2) is added
+        to every cell of the tables selected by ``to``: ``"only0"`` (default; tables with a zero
+        cell), ``"all"``, ``"if0all"`` (all tables if any has a zero cell) or ``"none"``.
+    drop00 : bool
+        Double-zero tables (no events, or only events, in both arms) are kept and corrected, as
+        metafor, with a ``ZeroCellWarning`` naming the row; ``drop00=True`` removes them.
+    level : float
+        Confidence level (percent) of ``ci_low``/``ci_high`` for ``"GEN"``.
+    ratio : bool
+        ``"GEN"`` only: the estimate and its interval are ratios; log them.
     **inputs : array_like or str
         The inputs the measure needs (arrays or, with ``data``, column names).
 
     Returns
     -------
     DataFrame
-        Columns ``yi``, ``vi``, ``sei``, the inputs used and the other columns of ``data``;
+        ``yi``, ``vi``, ``sei`` (= sqrt(vi)), the inputs given as arrays and the columns of
+        ``data``. Rows removed (``drop00=True``, or a zero cell with ``to="none"``) are listed
+        in ``attrs["excluded"]`` as ``(row label, reason)`` with an ``ExcludedStudyWarning``.
         ``attrs``: ``measure``, ``favours_group1``, ``sign_flipped``, ``excluded``.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument (and its column) and the rows: unknown measure, missing input,
+        lengths that differ, NaN/inf, n < 2 (n <= 3 for ZCOR), a negative SD (zero SD for
+        SMD, SMDH, SMCR, SMCC), events outside [0, n], r outside [-1, 1].
 
     Notes
     -----
-    Formulas follow metafor 3.8's ``escalc``; validated against metafor output for every
-    measure (tests/test_escalc_reference.py) to 1e-8 relative.
+    Formulas as metafor 3.8's ``escalc`` (SMD: ``yi = c(m) d`` with ``c(m) = Γ(m/2) /
+    (sqrt(m/2) Γ((m-1)/2))``, ``m = n1 + n2 - 2``; "LS" ``vi = 1/n1 + 1/n2 + yi^2 / (2 (n1 +
+    n2))``). Validated against metafor 3.8.1 for every measure, variance type and continuity
+    correction in the reference cases (tests/test_escalc_reference.py) to 1e-8 relative.
 
     Examples
     --------
@@ -139,7 +188,14 @@ def escalc(
     ...              direction="lower_is_better")
     >>> round(float(out["yi"][0]), 4), out.attrs["favours_group1"]
     (-0.6225, 'negative')
+    >>> responders = escalc("RR", events1=[20], n1=[40], events2=[10], n2=[40],
+    ...                     direction="higher_is_better", favours_group1="negative")
+    >>> round(float(responders["yi"][0]), 4), responders.attrs["sign_flipped"]
+    (-0.6931, True)
     """
+    _check_signs(direction, favours_group1)
+    if data is not None and not isinstance(data, pd.DataFrame):
+        raise ValueError(f"'data' must be a pandas DataFrame, got {type(data).__name__}")
     if measure == "GEN":
         return _generic(data, level, ratio, direction, favours_group1, inputs)
     if measure not in INPUTS:
@@ -150,6 +206,11 @@ def escalc(
         raise ValueError(
             f"measure {measure!r} needs {', '.join(needed)}; missing: {', '.join(missing)}"
         )
+    if vtype not in VTYPES.get(measure, ("LS",)):
+        raise ValueError(
+            f"vtype {vtype!r} is not available for {measure!r}; choose from "
+            f"{', '.join(VTYPES.get(measure, ('LS',)))}"
+        )
     unknown = sorted(set(inputs) - set(needed))
     if unknown:
         raise ValueError(f"unexpected inputs for measure {measure!r}: {', '.join(unknown)}")
@@ -159,17 +220,26 @@ def escalc(
         arrays[name] = _column(inputs[name], name, data, length)
         length = arrays[name].shape[0]
     rows = _row_names(data, length or 0)
+    shown = {name: _shown(name, inputs[name]) for name in needed}
     for name, values in arrays.items():
-        _check(name, values, rows)
+        _check(name, values, rows, shown[name])
     excluded: list[tuple[str, str]] = []
+    keep = np.ones(length or 0, dtype=bool)
     if measure in ("RR", "OR", "RD"):
-        yi, vi, excluded = _binary(measure, arrays, rows, add, to, drop00)
+        yi, vi, keep, excluded = _binary(measure, arrays, rows, add, to, drop00, shown)
     else:
-        yi, vi = _continuous(measure, arrays, rows, vtype)
+        yi, vi = _continuous(measure, arrays, rows, vtype, shown)
     out = data.copy() if data is not None else pd.DataFrame(index=range(length or 0))
     for name, values in arrays.items():
         if not isinstance(inputs[name], str):
             out[name] = values
+    if not keep.all():
+        out, yi, vi = out.loc[keep].copy(), yi[keep], vi[keep]
+    return _finish(out, yi, vi, measure, direction, favours_group1, excluded)
+
+
+def _finish(out, yi, vi, measure, direction, favours_group1, excluded) -> pd.DataFrame:
+    """Attach yi/vi/sei and the attrs; negate yi where the requested sign disagrees."""
     natural = _natural_sign(direction)
     flipped = bool(natural and favours_group1 and natural != favours_group1)
     out["yi"] = -yi if flipped else yi
@@ -179,34 +249,48 @@ def escalc(
         measure=measure,
         favours_group1=favours_group1 or natural,
         sign_flipped=flipped,
-        excluded=excluded,
+        excluded=list(excluded),
     )
     return out
+
+
+def _check_signs(direction: str | None, favours_group1: str | None) -> None:
+    if direction not in (None, "lower_is_better", "higher_is_better"):
+        raise ValueError(
+            f"'direction' must be 'lower_is_better' or 'higher_is_better', got {direction!r}"
+        )
+    if favours_group1 not in (None, "negative", "positive"):
+        raise ValueError(
+            f"'favours_group1' must be 'negative' or 'positive', got {favours_group1!r}"
+        )
 
 
 def _natural_sign(direction: str | None) -> str | None:
     if direction is None:
         return None
-    if direction == "lower_is_better":
-        return _LOWER_IS_BETTER_SIGN
-    if direction == "higher_is_better":
-        return "positive"
-    raise ValueError(
-        f"direction must be 'lower_is_better' or 'higher_is_better', got {direction!r}"
-    )
+    return _LOWER_IS_BETTER_SIGN if direction == "lower_is_better" else "positive"
 
 
-def _continuous(measure: str, a: dict[str, np.ndarray], rows, vtype: str):
-    if measure in ("SMD", "SMDH", "ROM"):
+def _continuous(measure: str, a: dict[str, np.ndarray], rows, vtype: str, shown: dict):
+    if measure in ("SMD", "SMDH", "MD", "ROM"):
         for name in ("sd1", "sd2"):
-            if measure != "ROM" and (a[name] == 0).any():
+            if measure in ("SMD", "SMDH") and (a[name] == 0).any():
                 raise ValueError(
-                    f"'{name}' is zero in rows {_list(rows, a[name] == 0)}: "
+                    f"{shown[name]} is zero in rows {_list(rows, a[name] == 0)}: "
                     "a standardized difference needs a positive SD"
                 )
         for name in ("n1", "n2"):
             if (a[name] < 2).any():
-                raise ValueError(f"'{name}' must be at least 2 (rows {_list(rows, a[name] < 2)})")
+                raise ValueError(
+                    f"{shown[name]} must be at least 2 (rows {_list(rows, a[name] < 2)})"
+                )
+    if measure == "ROM":
+        for name in ("m1", "m2"):
+            if (a[name] <= 0).any():
+                raise ValueError(
+                    f"{shown[name]} must be positive for a ratio of means "
+                    f"(rows {_list(rows, a[name] <= 0)})"
+                )
     args = [a[n] for n in INPUTS[measure]]
     if measure == "SMD":
         return core.smd(*args, vtype=vtype)
@@ -216,78 +300,116 @@ def _continuous(measure: str, a: dict[str, np.ndarray], rows, vtype: str):
         return core.md(*args, vtype=vtype)
     if measure == "ROM":
         return core.rom(*args, vtype=vtype)
-    if measure in ("SMCR", "SMCC"):
+    if measure in ("SMCR", "SMCC", "COR"):
         if (a["n"] < 2).any():
-            raise ValueError(f"'n' must be at least 2 (rows {_list(rows, a['n'] < 2)})")
+            raise ValueError(f"{shown['n']} must be at least 2 (rows {_list(rows, a['n'] < 2)})")
+        if measure == "COR":
+            return core.cor(*args)
+        if (a["sd_pre"] == 0).any():
+            raise ValueError(
+                f"{shown['sd_pre']} is zero in rows {_list(rows, a['sd_pre'] == 0)}: "
+                "a standardized mean change needs a positive SD"
+            )
         return (core.smcr if measure == "SMCR" else core.smcc)(*args)
     if (a["n"] <= 3).any():
-        raise ValueError(f"'n' must exceed 3 for ZCOR (rows {_list(rows, a['n'] <= 3)})")
+        raise ValueError(f"{shown['n']} must exceed 3 for ZCOR (rows {_list(rows, a['n'] <= 3)})")
     return core.zcor(*args)
 
 
-def _binary(measure, a, rows, add, to, drop00):
+def _binary(measure, a, rows, add, to, drop00, shown):
+    """2x2 measures; returns ``(yi, vi, keep, excluded)``: rows not kept are listed and warned."""
     ai, n1, ci, n2 = a["events1"], a["n1"], a["events2"], a["n2"]
     for ev, n, name in ((ai, n1, "events1"), (ci, n2, "events2")):
         if (ev > n).any():
-            raise ValueError(f"'{name}' exceeds its n in rows {_list(rows, ev > n)}")
+            raise ValueError(f"{shown[name]} exceeds its n in rows {_list(rows, ev > n)}")
+    if not np.isfinite(add) or add < 0:
+        raise ValueError(f"'add' must be a non-negative number, got {add!r}")
     yi, vi = core.two_by_two(ai, n1, ci, n2, measure, add, to)
-    excluded: list[tuple[str, str]] = []
+    rows = np.asarray(rows, dtype=object)
     double_zero = ((ai == 0) & (ci == 0)) | ((ai == n1) & (ci == n2))
-    for row in np.asarray(rows)[double_zero]:
+    keep = np.ones(ai.shape, dtype=bool)
+    excluded: list[tuple[str, str]] = []
+    for row in rows[double_zero]:
         if drop00:
-            excluded.append((row, "no events (or only events) in both arms: dropped (drop00)"))
+            excluded.append((str(row), "no events (or only events) in both arms (drop00=True)"))
         else:
             warnings.warn(
                 f"row {row}: no events (or only events) in both arms; kept with the "
-                f"continuity correction, as metafor (drop00=True drops it)",
+                f"continuity correction (add={add:g}, to={to!r}), as metafor (drop00=True "
+                "drops it)",
                 ZeroCellWarning,
                 stacklevel=3,
             )
     if drop00:
-        yi, vi = np.where(double_zero, np.nan, yi), np.where(double_zero, np.nan, vi)
-        for row, reason in excluded:
-            warnings.warn(f"row {row} excluded: {reason}", ExcludedStudyWarning, stacklevel=3)
-    return yi, vi, excluded
+        keep &= ~double_zero
+    failed = keep & ~(np.isfinite(yi) & np.isfinite(vi))
+    for row in rows[failed]:
+        excluded.append(
+            (
+                str(row),
+                f"zero cell without continuity correction (to={to!r}): {measure} not computable",
+            )
+        )
+    keep &= ~failed
+    for row, reason in excluded:
+        warnings.warn(f"row {row} excluded: {reason}", ExcludedStudyWarning, stacklevel=3)
+    return yi, vi, keep, excluded
 
 
 def _generic(data, level, ratio, direction, favours_group1, inputs) -> pd.DataFrame:
-    if inputs.get("estimate") is None:
-        raise ValueError("measure 'GEN' needs 'estimate' with 'se' or with 'ci_low' and 'ci_high'")
-    if not 0 < level < 100:
-        raise ValueError(f"level must lie between 0 and 100, got {level}")
+    """Generic inverse variance: ``estimate`` with ``se`` or with a ``level`` % interval."""
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 100:
+        raise ValueError(f"'level' must be a percentage in (0, 100), got {level!r}")
+    by_se = inputs.get("se") is not None
+    needed = ("estimate", "se") if by_se else ("estimate", "ci_low", "ci_high")
+    missing = [name for name in needed if inputs.get(name) is None]
+    if missing:
+        raise ValueError(
+            "measure 'GEN' needs 'estimate' with 'se', or 'estimate' with both 'ci_low' and "
+            f"'ci_high'; missing: {', '.join(missing)}"
+        )
+    unknown = sorted(set(inputs) - set(needed))
+    if unknown:
+        raise ValueError(f"unexpected inputs for measure 'GEN': {', '.join(unknown)}")
+    if by_se and ratio:
+        raise ValueError("ratio=True needs 'ci_low'/'ci_high' (an SE of a ratio is ambiguous)")
     length = len(data) if data is not None else None
-    est = _column(inputs["estimate"], "estimate", data, length)
-    rows = _row_names(data, est.shape[0])
-    if inputs.get("se") is not None:
-        se = _column(inputs["se"], "se", data, est.shape[0])
-        if ratio:
-            raise ValueError("ratio=True needs ci_low/ci_high (an SE of a ratio is ambiguous)")
-    elif inputs.get("ci_low") is not None and inputs.get("ci_high") is not None:
-        low = _column(inputs["ci_low"], "ci_low", data, est.shape[0])
-        high = _column(inputs["ci_high"], "ci_high", data, est.shape[0])
-        if ratio:
-            for name, values in (("estimate", est), ("ci_low", low), ("ci_high", high)):
-                if (values <= 0).any():
-                    raise ValueError(
-                        f"'{name}' must be positive for a ratio (rows {_list(rows, values <= 0)})"
-                    )
-            est, low, high = np.log(est), np.log(low), np.log(high)
-        if (high < low).any():
-            raise ValueError(f"ci_high is below ci_low in rows {_list(rows, high < low)}")
-        se = (high - low) / (2.0 * stats.norm.ppf(0.5 + level / 200.0))
+    arrays: dict[str, np.ndarray] = {}
+    for name in needed:
+        arrays[name] = _column(inputs[name], name, data, length)
+        length = arrays[name].shape[0]
+    rows = _row_names(data, length or 0)
+    shown = {name: _shown(name, inputs[name]) for name in needed}
+    for name, values in arrays.items():
+        _check(name, values, rows, shown[name])
+        if ratio and (values <= 0).any():
+            raise ValueError(
+                f"{shown[name]} must be positive for a ratio (rows {_list(rows, values <= 0)})"
+            )
+    est = np.log(arrays["estimate"]) if ratio else arrays["estimate"]
+    if by_se:
+        se = arrays["se"]
     else:
-        raise ValueError("measure 'GEN' needs 'se', or both 'ci_low' and 'ci_high'")
-    _check("estimate", est, rows)
-    _check("se", se, rows)
+        low, high = arrays["ci_low"], arrays["ci_high"]
+        if ratio:
+            low, high = np.log(low), np.log(high)
+        if (high <= low).any():
+            raise ValueError(
+                f"{shown['ci_high']} is not above {shown['ci_low']} "
+                f"(rows {_list(rows, high <= low)})"
+            )
+        outside = (est < low) | (est > high)
+        if outside.any():
+            raise ValueError(
+                f"{shown['estimate']} lies outside its interval (rows {_list(rows, outside)})"
+            )
+        se = (high - low) / (2.0 * stats.norm.ppf(0.5 + level / 200.0))
     if (se <= 0).any():
-        raise ValueError(f"'se' must be positive (rows {_list(rows, se <= 0)})")
-    out = data.copy() if data is not None else pd.DataFrame(index=range(est.shape[0]))
-    natural = _natural_sign(direction)
-    flipped = bool(natural and favours_group1 and natural != favours_group1)
-    out["yi"] = -est if flipped else est
-    out["vi"] = se**2
-    out["sei"] = se
-    out.attrs.update(
-        measure="GEN", favours_group1=favours_group1 or natural, sign_flipped=flipped, excluded=[]
-    )
-    return out
+        raise ValueError(
+            f"{shown.get('se', repr('se'))} must be positive (rows {_list(rows, se <= 0)})"
+        )
+    out = data.copy() if data is not None else pd.DataFrame(index=range(length or 0))
+    for name, values in arrays.items():
+        if not isinstance(inputs[name], str):
+            out[name] = values
+    return _finish(out, est, se**2, "GEN", direction, favours_group1, [])

@@ -98,8 +98,14 @@ def smcc(m_pre, m_post, sd_pre, sd_post, n, r) -> tuple[Array, Array]:
 
 
 def zcor(r, n) -> tuple[Array, Array]:
-    """Fisher's r-to-z transformed correlation."""
+    """Fisher's r-to-z transformed correlation: ``atanh(r)``, ``1 / (n - 3)``."""
     return np.arctanh(r), 1.0 / (n - 3.0)
+
+
+def cor(r, n) -> tuple[Array, Array]:
+    """Raw correlation, metafor's default vtype "LS": ``r``, ``(1 - r^2)^2 / (n - 1)``."""
+    r = np.asarray(r, dtype=float)
+    return r.copy(), (1.0 - r**2) ** 2 / (n - 1.0)
 
 
 def two_by_two(ai, n1, ci, n2, measure: str, add: float, to: str) -> tuple[Array, Array]:
