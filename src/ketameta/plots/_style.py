@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullLocator
 
 RATIO_MEASURES = {"RR", "OR", "ROM", "PETO", "HR"}
+FONT_FAMILY = "DejaVu Sans"  # bundled with matplotlib: the same glyphs (and widths) everywhere
+FONT_SIZE = 9.0
+SMALL_SIZE = 8.0
 
 # rcParams applied inside every ketameta plot (never to the user's global state)
 STYLE = {
-    "font.size": 9,
-    "font.family": "DejaVu Sans",
+    "font.size": FONT_SIZE,
+    "font.family": FONT_FAMILY,
+    "legend.fontsize": SMALL_SIZE,
+    "axes.unicode_minus": True,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.spines.left": False,
@@ -24,6 +31,17 @@ STYLE = {
 }
 
 
+def set_ratio_axis(axis: Any, low: float, high: float) -> None:
+    """Plain tick labels (0.25, 0.5, 1, 2, 4) on a log-scaled matplotlib axis (x or y)."""
+    ticks = ratio_ticks(low, high)
+    if len(ticks) >= 2:
+        axis.set_major_locator(FixedLocator(ticks))
+    else:  # a very narrow axis: matplotlib's log locator with every subdivision
+        axis.set_major_locator(LogLocator(subs="all", numticks=6))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_locator(NullLocator())
+
+
 def style_context():
     """A context manager with ketameta's plot style, leaving global rcParams untouched."""
     return mpl.rc_context(STYLE)
@@ -32,6 +50,53 @@ def style_context():
 def is_ratio(measure: str | None) -> bool:
     """Whether a measure is analysed on the log scale and shown back-transformed."""
     return (measure or "").upper() in RATIO_MEASURES
+
+
+MEASURE_NAMES = {
+    "SMD": ("SMD", "Standardized mean difference (Hedges' g)"),
+    "SMDH": ("SMD", "Standardized mean difference (heteroscedastic)"),
+    "SMCR": ("SMCR", "Standardized mean change"),
+    "SMCC": ("SMCC", "Standardized mean change"),
+    "MD": ("MD", "Mean difference"),
+    "RD": ("RD", "Risk difference"),
+    "RR": ("RR", "Risk ratio"),
+    "OR": ("OR", "Odds ratio"),
+    "PETO": ("OR", "Odds ratio (Peto)"),
+    "ROM": ("ROM", "Ratio of means"),
+    "HR": ("HR", "Hazard ratio"),
+    "ZCOR": ("z", "Fisher's z"),
+    "GEN": ("Estimate", "Effect size"),
+}
+
+
+def measure_names(measure: str | None) -> tuple[str, str]:
+    """(short, long) display names of a measure; ratio measures say 'log scale' in the long one."""
+    short, long = MEASURE_NAMES.get((measure or "").upper(), (measure or "Estimate", measure or ""))
+    if is_ratio(measure):
+        long += " (log scale)"
+    return short, long or "Effect size"
+
+
+RATIO_TICKS = (
+    (0.001, 0.01, 0.1, 1, 10, 100, 1000),
+    (0.05, 0.25, 1, 4, 20),
+    (0.1, 0.25, 0.5, 1, 2, 4, 10),
+    (0.5, 0.75, 1, 1.5, 2),
+    (0.8, 0.9, 1, 1.1, 1.25),
+)
+
+
+def ratio_ticks(low: float, high: float) -> list[float]:
+    """Plain tick positions for a log axis from ``low`` to ``high`` (display scale): the finest
+    of a few familiar sets with at most 7 inside that spans half the axis (possibly fewer than 2
+    ticks on a narrow axis)."""
+    chosen: list[float] = []
+    for candidates in RATIO_TICKS:
+        inside = [t for t in candidates if low <= t <= high]
+        covers = len(inside) > 1 and math.log(inside[-1] / inside[0]) >= 0.5 * math.log(high / low)
+        if len(inside) <= 7 and (covers or not chosen) and len(inside) > len(chosen):
+            chosen = inside
+    return chosen
 
 
 def fmt(value: float, digits: int = 2) -> str:
@@ -50,8 +115,11 @@ def shorten(text: str, limit: int) -> str:
 
 
 def save(fig: Figure, path: str | Path, *, dpi: int = 150) -> Path:
-    """Save a figure to PNG, SVG or PDF (by suffix) with fixed metadata, so that saving the same
-    figure twice gives identical bytes.
+    """Save a figure to PNG, SVG or PDF (by suffix) so that saving it twice gives identical bytes.
+
+    What would vary is left out or fixed: PNG without the "Software" text chunk, SVG without
+    its date and with fixed element ids (``svg.hashsalt`` set in a local ``rc_context``), PDF
+    without creation/modification dates. Global matplotlib settings are not touched.
 
     Examples
     --------
@@ -70,7 +138,7 @@ def save(fig: Figure, path: str | Path, *, dpi: int = 150) -> Path:
         ".pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
     }.get(suffix)
     if metadata is None:
-        raise ValueError(f"save(): unsupported file type {suffix!r}; use .png, .svg or .pdf")
+        raise ValueError(f"path: unsupported file type {suffix!r}; use .png, .svg or .pdf")
     with style_context():
         fig.savefig(path, dpi=dpi, metadata=metadata, bbox_inches="tight")
     return path

@@ -1,182 +1,51 @@
 """Forest plots of a `MetaResult` or a `SubgroupResult`, drawn only from what the result holds.
 
-Layout: a left text panel (study label and, where the data have them, per-arm n with mean (SD)
-or events/total), the plot panel (squares sized by weight, CI whiskers with arrows where a CI
-runs past the axis, diamonds for pooled estimates, an optional prediction-interval bar, the null
-line and "favours" labels that follow the sign convention) and a right text panel (estimate
-[CI] and weight). Ratio measures are drawn on a log axis with plain tick labels.
+Layout: a left text table (study label and, where the data have them, per-arm n with mean (SD)
+or events/total, plus any chosen data columns), the plot panel (squares with area proportional
+to the weight, CI whiskers with arrows where a CI runs past the axis, diamonds for pooled
+estimates, an optional prediction-interval bar, the null line and "favours" labels that follow
+the sign convention) and a right text table (estimate [CI] and weight). Column widths are
+measured from the text, and the figure's size follows from them and from the number of rows, so
+3 to 100+ rows stay legible. Ratio measures are drawn on a log axis with plain tick labels and
+back-transformed numbers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Polygon
-from matplotlib.ticker import FixedLocator, NullLocator
 
-from ketameta.plots._style import fmt, is_ratio, shorten, style_context
+from ketameta.plots._layout import (
+    Column,
+    Row,
+    build_rows,
+    free_text_width,
+    layout_columns,
+    text_width_in,
+)
+from ketameta.plots._style import (
+    FONT_SIZE,
+    SMALL_SIZE,
+    fmt,
+    is_ratio,
+    measure_names,
+    set_ratio_axis,
+    style_context,
+)
 
-ROW_HEIGHT_IN = 0.26
-
-
-@dataclass
-class _Row:
-    kind: str  # "study", "heading", "diamond", "text", "blank", "pi"
-    label: str = ""
-    est: float = np.nan
-    low: float = np.nan
-    high: float = np.nan
-    weight: float = np.nan
-    left: tuple[str, ...] = ()
-    right: str = ""
-    gid: str = ""
-
-
-def _arm_text(data: Any, i: int) -> tuple[str, ...]:
-    if data is None:
-        return ()
-    row = data.iloc[i]
-
-    def num(name: str) -> float:
-        try:
-            return float(row.get(name, np.nan))
-        except (TypeError, ValueError):
-            return np.nan
-
-    if np.isfinite(num("events1")) and np.isfinite(num("n1")) and np.isfinite(num("n2")):
-        return (f"{num('events1'):.0f}/{num('n1'):.0f}", f"{num('events2'):.0f}/{num('n2'):.0f}")
-    cols = []
-    for arm in ("1", "2"):
-        n, m, sd = num(f"n{arm}"), num(f"mean{arm}"), num(f"sd{arm}")
-        if np.isfinite(n) and np.isfinite(m) and np.isfinite(sd):
-            cols.append(f"{n:.0f}  {fmt(m, 1)} ({sd:.1f})")
-        elif np.isfinite(n):
-            cols.append(f"{n:.0f}")
-        else:
-            cols.append("")
-    return tuple(cols)
-
-
-def _study_rows(res: Any, order: str | None, label_chars: int, arms: bool) -> list[_Row]:
-    z = res.ci_z if hasattr(res, "ci_z") else 1.959963984540054
-    se = np.sqrt(res.vi)
-    idx = np.arange(res.k)
-    if order == "effect":
-        idx = np.argsort(res.yi, kind="stable")
-    elif order == "weight":
-        idx = np.argsort(-np.asarray(res.weights), kind="stable")
-    elif order == "year" and res.data is not None and "year" in res.data.columns:
-        idx = np.argsort(res.data["year"].to_numpy(dtype=float), kind="stable")
-    rows = []
-    for i in idx:
-        low, high = res.yi[i] - z * se[i], res.yi[i] + z * se[i]
-        rows.append(
-            _Row(
-                "study",
-                shorten(res.labels[i], label_chars),
-                res.yi[i],
-                low,
-                high,
-                float(res.weights[i]),
-                _arm_text(res.data, int(i)) if arms else (),
-                gid="study",
-            )
-        )
-    return rows
-
-
-def _het_text(res: Any) -> str:
-    if res.k < 2:
-        return "Heterogeneity: not estimable (k = 1)"
-    return (
-        f"Heterogeneity: τ² = {res.tau2:.3f}; I² = {res.i2:.1f}%; "
-        f"Q = {res.q:.2f}, df = {res.q_df}, {_p(res.q_pvalue)}"
-    )
-
-
-def _p(p: float) -> str:
-    """``p < 0.001`` or ``p = 0.042`` (the text includes its relation sign)."""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
-def _pooled_label(res: Any, title: str) -> str:
-    model = "common-effect" if res.method in ("EE", "FE") else f"random-effects, {res.method}"
-    test = ", Hartung-Knapp" if res.test == "knha" else ""
-    return f"{title} ({model}{test}; k = {res.k})"
-
-
-def _build_rows(result: Any, order, label_chars, arms, show_pi) -> tuple[list[_Row], Any, str]:
-    from ketameta.subgroup import SubgroupResult
-
-    rows: list[_Row] = []
-    footer = ""
-    if isinstance(result, SubgroupResult):
-        for level in result.levels:
-            res = result.results[level]
-            rows.append(_Row("heading", shorten(f"{result.by}: {level}", label_chars)))
-            rows += _study_rows(res, order, label_chars, arms)
-            if level in result.flagged:
-                rows.append(_Row("text", "k = 1: not pooled"))
-            else:
-                rows.append(
-                    _Row(
-                        "diamond",
-                        _pooled_label(res, "Subtotal"),
-                        res.estimate,
-                        res.ci_low,
-                        res.ci_high,
-                        gid=f"diamond-{level}",
-                    )
-                )
-                rows.append(_Row("text", _het_text(res)))
-            rows.append(_Row("blank"))
-        overall = result.overall
-        tests = []
-        if result.test_separate is not None:
-            t = result.test_separate
-            tests.append(f"χ² = {t.statistic:.2f}, df = {t.df}, {_p(t.pvalue)} (separate τ²)")
-        if result.test_common is not None:
-            t = result.test_common
-            name = "F" if t.test == "F" else "QM"
-            df = f"{t.df[0]}, {t.df[1]}" if isinstance(t.df, tuple) else f"{t.df}"
-            tests.append(f"{name} = {t.statistic:.2f}, df = {df}, {_p(t.pvalue)} (common τ²)")
-        footer = "\n".join(
-            ("Test for subgroup differences: " if i == 0 else "    ") + t
-            for i, t in enumerate(tests)
-        )
-    else:
-        overall = result
-        rows += _study_rows(result, order, label_chars, arms)
-        rows.append(_Row("blank"))
-    if overall is not None:
-        rows.append(
-            _Row(
-                "diamond",
-                _pooled_label(overall, "Overall"),
-                overall.estimate,
-                overall.ci_low,
-                overall.ci_high,
-                gid="diamond-overall",
-            )
-        )
-        if show_pi and overall.k > 1 and np.isfinite(overall.pi_low):
-            rows.append(
-                _Row(
-                    "pi",
-                    "Prediction interval",
-                    overall.estimate,
-                    overall.pi_low,
-                    overall.pi_high,
-                    gid="pi",
-                )
-            )
-        rows.append(_Row("text", _het_text(overall)))
-    for line in footer.split("\n") if footer else []:
-        rows.append(_Row("text", line, gid="subgroup-test"))
-    return rows, overall, footer
+ROW_HEIGHT_IN = 0.25  # one table row; 9 pt text with ~11 pt between lines
+MARGIN_IN = 0.12  # left and right figure margins
+BOTTOM_IN = 0.95  # tick labels, favours labels and the axis label
+INK = "#222222"
+POOLED = "#1f4e79"
+MAX_MARKER_PT = 11.0  # side of the heaviest study's square (fits a 0.25 in row)
+MIN_MARKER_PT = 3.0
 
 
 def forest(
@@ -185,236 +54,374 @@ def forest(
     title: str | None = None,
     sort: Literal["year", "effect", "weight"] | None = None,
     show_arms: bool = True,
+    arm_columns: Mapping[str, str] | None = None,
+    columns: Sequence[str] | Mapping[str, str] = (),
     show_weights: bool = True,
     prediction_interval: bool = True,
     group_labels: tuple[str, str] = ("ketamine", "control"),
     xlim: tuple[float, float] | None = None,
     xlabel: str | None = None,
-    label_chars: int = 45,
-    width: float = 11.0,
+    label_header: str = "Study",
+    label_chars: int = 50,
+    digits: int = 2,
+    plot_width: float = 3.4,
 ) -> Figure:
     """Draw a forest plot of a pooled result or a subgroup result.
 
     Parameters
     ----------
     result : MetaResult or SubgroupResult
-        What to draw; the plot computes no statistics.
+        What to draw; the plot computes no statistics (study CIs come from ``result.studies()``).
     title : str, optional
+        Shown at the top left.
     sort : {"year", "effect", "weight"}, optional
-        Study order within each block (default: the result's order).
-    show_arms, show_weights : bool
-        Per-arm n with mean (SD) or events/total (when the result's data hold them); weights.
+        Study order within each block (default: the result's order). ``"year"`` needs a
+        ``year`` column in the result's data.
+    show_arms : bool
+        Per-arm columns: n and mean (SD), or events/total, when the result's data hold them
+        (escalc's ``n1, m1, sd1, events1, ...`` or the bundled data's ``mean1``).
+    arm_columns : mapping, optional
+        Where the per-arm numbers are when the data name them otherwise: roles ``n1, m1, sd1,
+        events1, n2, m2, sd2, events2`` to column names, e.g. ``{"events1": "tpos", ...}``.
+    columns : sequence of str or mapping of column to header
+        Further columns of the result's data to show on the left.
+    show_weights : bool
+        The weight column (percent of the pooled analysis; within a subgroup, of that subgroup).
     prediction_interval : bool
-        Draw the overall prediction interval as a bar under the overall diamond.
+        Draw the overall prediction interval as a bar under the overall diamond (random-effects
+        models with k > 1).
     group_labels : (str, str)
-        Names of group 1 and group 2 for the "Favours ..." labels.
+        Names of group 1 and group 2 for the arm headers and the "Favours ..." labels.
     xlim : (float, float), optional
         Axis limits on the display scale (ratios: back-transformed). CIs past them get arrows.
+    xlabel, label_header : str
+        Axis label (default: the measure's name) and the header of the study column.
     label_chars : int
         Study labels longer than this are shortened with an ellipsis.
+    digits : int
+        Decimals of the estimates and CIs in the right table.
+    plot_width : float
+        Width of the plot panel in inches; the text tables take the width they need.
 
     Returns
     -------
     matplotlib.figure.Figure
+        Axes ``[left table, plot, right table]``; artists carry gids (``"study"`` squares,
+        ``"ci"`` whiskers, ``"ci-arrow"``, ``"diamond-overall"``, ``"diamond-<level>"``,
+        ``"pi"``, ``"favours-left"``/``"favours-right"``, ``"subgroup-test"``).
 
     Examples
     --------
     >>> from ketameta import meta
     >>> fig = forest(meta([-0.5, -0.2, -0.4], [0.04, 0.05, 0.03]))
-    >>> len([a for a in fig.axes[1].patches if a.get_gid() == "study"])
+    >>> len([a for a in fig.axes[1].lines if a.get_gid() == "study"])
     3
     """
-    ratio = is_ratio(
-        getattr(result, "measure", None)
-        or getattr(getattr(result, "overall", None), "measure", None)
+    if label_chars < 4:
+        raise ValueError(f"label_chars must be at least 4, got {label_chars}")
+    if xlim is not None and (len(xlim) != 2 or not xlim[0] < xlim[1]):
+        raise ValueError(f"xlim must be (low, high) with low < high, got {xlim!r}")
+    overall_like = result if not hasattr(result, "results") else _first_result(result)
+    measure = getattr(overall_like, "measure", None)
+    ratio = is_ratio(measure)
+    if ratio and xlim is not None and xlim[0] <= 0:
+        raise ValueError(f"xlim must be positive for the ratio measure {measure}, got {xlim!r}")
+    if isinstance(columns, str):
+        columns = [columns]
+    headers = dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns}
+    rows, overall = build_rows(
+        result,
+        sort=sort,
+        label_chars=label_chars,
+        arms=(arm_columns or True) if show_arms else False,
+        columns=headers,
+        show_pi=prediction_interval,
     )
-    rows, overall, _ = _build_rows(result, sort, label_chars, show_arms, prediction_interval)
-    tf = np.exp if ratio else (lambda x: x)
+    tf = np.exp if ratio else (lambda v: v)
+    for r in rows:  # to the display scale (exp for ratios) once, here
+        r.est, r.low, r.high = (float(tf(v)) for v in (r.est, r.low, r.high))
+    short, long = measure_names(measure)
+    level = f"{getattr(overall_like, 'level', 95):g}"
+    left = _left_columns(rows, headers, group_labels, label_header)
+    right = [Column("est", f"{short} [{level}% CI]", align="right")]
+    if show_weights:
+        right.append(Column("weight", "Weight", align="right"))
+    for r in rows:
+        if r.kind in ("study", "diamond", "pi"):
+            ci = f"[{fmt(r.low, digits)}, {fmt(r.high, digits)}]"
+            r.cells["est"] = ci if r.kind == "pi" else f"{fmt(r.est, digits)} {ci}"
+        if r.kind == "study" and show_weights:
+            r.cells["weight"] = f"{r.weight:.1f}%"
+    left_w = layout_columns(left, rows)
+    right_w = layout_columns(right, [*rows, Row("study", cells={"est": _widest_pooled(rows)})])
+    plot_w = max(plot_width, free_text_width(rows) - left_w + 0.1)
+    has_groups = any(c.group for c in left)
+    n_header = 2 if has_groups else 1
     n = len(rows)
-    y = np.arange(n, 0, -1, dtype=float)
+    top = (0.45 if title else 0.12) + ROW_HEIGHT_IN * n_header
+    width = 2 * MARGIN_IN + left_w + plot_w + right_w + 4 * 0.18
+    height = top + ROW_HEIGHT_IN * (n + 0.6) + BOTTOM_IN
     with style_context():
-        fig = Figure(figsize=(width, ROW_HEIGHT_IN * (n + 4) + 0.6))
-        grid = fig.add_gridspec(
-            1,
-            3,
-            width_ratios=(4.2, 3.6, 2.4),
-            wspace=0.02,
-            left=0.01,
-            right=0.99,
-            top=1 - 0.55 / fig.get_figheight(),
-            bottom=1.0 / fig.get_figheight(),
-        )
-        ax_left, ax, ax_right = (fig.add_subplot(grid[0, i]) for i in range(3))
-        for a in (ax_left, ax_right):
+        fig = Figure(figsize=(width, height))
+        x_plot = MARGIN_IN + left_w + 2 * 0.18
+        x_right = x_plot + plot_w + 2 * 0.18
+        axes = []
+        for x0, w in ((MARGIN_IN, left_w), (x_plot, plot_w), (x_right, right_w)):
+            ax_ = fig.add_axes(
+                (x0 / width, BOTTOM_IN / height, w / width, (height - top - BOTTOM_IN) / height)
+            )
+            ax_.set_ylim(0.4, n + 0.6)
+            ax_.patch.set_visible(False)
+            axes.append(ax_)
+        ax_left, ax, ax_right = axes
+        for a, panel_w in ((ax_left, left_w), (ax_right, right_w)):
             a.set_axis_off()
-        for a in (ax_left, ax, ax_right):
-            a.set_ylim(0.3, n + 1.3)
-            a.patch.set_visible(False)  # text rows may run on over the (empty) plot panel
-        finite = [v for r in rows for v in (r.low, r.high, r.est) if np.isfinite(v)]
-        if xlim is None:
-            lo, hi = (min(finite), max(finite)) if finite else (-1.0, 1.0)
-            lo, hi = min(lo, 0.0), max(hi, 0.0)
-            pad = 0.05 * (hi - lo or 1.0)
-            lims = (lo - pad, hi + pad)
-        else:
-            lims = (np.log(xlim[0]), np.log(xlim[1])) if ratio else tuple(xlim)
+            a.set_xlim(0.0, panel_w)  # x in inches from the panel's left edge
+        y = np.arange(n, 0, -1, dtype=float)
+        _headers(fig, left, right, (ax_left, ax_right), height, top, n_header)
+        lims = _limits(rows, xlim, ratio)
+        if ratio:
+            ax.set_xscale("log")
         ax.set_xlim(*lims)
-        ax.axvline(0.0, color="0.35", lw=0.8, zorder=0)
-        if overall is not None and np.isfinite(overall.estimate):
-            ax.axvline(overall.estimate, color="0.6", lw=0.7, ls=":", zorder=0)
-        max_w = max([r.weight for r in rows if r.kind == "study"] + [1e-9])
-        header_y = n + 1.0
-        ax_left.text(0.0, header_y, "Study", fontweight="bold", va="center", parse_math=False)
-        arm_cols = show_arms and any(r.left for r in rows)
-        if arm_cols:
-            for x, name in (
-                (0.62, group_labels[0].capitalize()),
-                (0.84, group_labels[1].capitalize()),
-            ):
-                ax_left.text(
-                    x, header_y, name, fontweight="bold", ha="center", va="center", parse_math=False
+        _draw_rows(ax_left, ax, ax_right, rows, y, left, right, lims)
+        null = 1.0 if ratio else 0.0
+        ax.plot([null, null], [0.4, n + 0.6], color="0.35", lw=0.8, zorder=0, gid="null")
+        if overall is not None and math.isfinite(overall.estimate):
+            x_ov = float(tf(overall.estimate))
+            ax.plot([x_ov, x_ov], [0.4, n + 0.6], color="0.6", lw=0.7, ls=":", zorder=0)
+        for side in ("left", "right", "top"):
+            ax.spines[side].set_visible(False)
+        ax.tick_params(axis="y", left=False, labelleft=False)
+        if ratio:
+            set_ratio_axis(ax.xaxis, *lims)
+        fav = getattr(overall_like, "favours_group1", None)
+        _favours(ax, fav, group_labels)
+        ax.set_xlabel(xlabel or long, labelpad=20 if fav in ("negative", "positive") else 4)
+        if title:
+            fig.text(
+                MARGIN_IN / width,
+                1 - 0.12 / height,
+                title,
+                ha="left",
+                va="top",
+                fontsize=FONT_SIZE + 2,
+                fontweight="bold",
+                parse_math=False,
+            )
+    return fig
+
+
+def _first_result(result: Any) -> Any:
+    overall = getattr(result, "overall", None)
+    if overall is not None:
+        return overall
+    if not result.results:
+        raise ValueError("result: the SubgroupResult has no subgroups to draw")
+    return next(iter(result.results.values()))
+
+
+def _widest_pooled(rows: list[Row]) -> str:
+    pooled = [r.cells.get("est", "") for r in rows if r.kind == "diamond"]
+    return max(pooled, key=lambda s: text_width_in(s, FONT_SIZE, bold=True), default="")
+
+
+def _left_columns(rows, headers, group_labels, label_header) -> list[Column]:
+    keys = {k for r in rows for k in r.cells}
+    cols = [Column("label", label_header, align="left")]
+    for arm, name in (("1", group_labels[0]), ("2", group_labels[1])):
+        group = name[:1].upper() + name[1:]
+        if f"events{arm}" in keys:
+            cols.append(Column(f"events{arm}", "Events/Total", group))
+        if f"n{arm}" in keys:
+            cols.append(Column(f"n{arm}", "n", group, align="right"))
+        if f"msd{arm}" in keys:
+            cols.append(Column(f"msd{arm}", "Mean (SD)", group))
+    cols += [Column(f"col:{name}", header) for name, header in headers.items()]
+    return cols
+
+
+def _headers(fig, left, right, panels, height, top, n_header) -> None:
+    """Column headers in figure space above the rows, and a rule under them."""
+    y_last = 1 - (top - ROW_HEIGHT_IN * 0.5) / height
+    for cols, panel in zip((left, right), panels, strict=True):
+        x0 = panel.get_position().x0 * fig.get_figwidth()
+        done = set()
+        for col in cols:
+            fig.text(
+                (x0 + col.x) / fig.get_figwidth(),
+                y_last,
+                col.header,
+                ha=col.align,
+                va="center",
+                fontweight="bold",
+                parse_math=False,
+                gid="header",
+            )
+            if col.group and col.group not in done:
+                done.add(col.group)
+                members = [c for c in cols if c.group == col.group]
+                lo = members[0].x - {"left": 0, "center": 0.5, "right": 1}[members[0].align] * (
+                    members[0].width
                 )
-        ax_right.text(
-            0.05,
-            header_y,
-            "Estimate [95% CI]".replace("95", f"{_level(overall)}"),
-            fontweight="bold",
-            va="center",
+                hi = members[-1].x + {"left": 1, "center": 0.5, "right": 0}[members[-1].align] * (
+                    members[-1].width
+                )
+                fig.text(
+                    (x0 + (lo + hi) / 2) / fig.get_figwidth(),
+                    y_last + ROW_HEIGHT_IN / height,
+                    col.group,
+                    ha="center",
+                    va="center",
+                    fontweight="bold",
+                    parse_math=False,
+                    gid="group-header",
+                )
+                fig.add_artist(
+                    Line2D(
+                        [(x0 + lo) / fig.get_figwidth(), (x0 + hi) / fig.get_figwidth()],
+                        [y_last + 0.5 * ROW_HEIGHT_IN / height] * 2,
+                        color="0.5",
+                        lw=0.6,
+                    )
+                )
+    rule_y = 1 - (top + 0.02) / height
+    fig.add_artist(
+        Line2D(
+            [MARGIN_IN / fig.get_figwidth(), 1 - MARGIN_IN / fig.get_figwidth()],
+            [rule_y] * 2,
+            color="0.3",
+            lw=0.8,
         )
-        if show_weights:
-            ax_right.text(0.98, header_y, "Weight", fontweight="bold", ha="right", va="center")
-        for r, yy in zip(rows, y, strict=True):
-            bold = r.kind in ("heading", "diamond")
-            style = "italic" if r.kind in ("text", "pi") else "normal"
+    )
+
+
+def _limits(rows: list[Row], xlim, ratio: bool) -> tuple[float, float]:
+    """Axis limits on the display scale: every finite CI and the null, wide CIs capped."""
+    if xlim is not None:
+        return float(xlim[0]), float(xlim[1])
+    to = np.log if ratio else (lambda v: v)
+    core = [to(v) for r in rows if r.kind != "study" for v in (r.est, r.low, r.high)]
+    core += [to(r.est) for r in rows if r.kind == "study"] + [0.0]
+    core = [v for v in core if math.isfinite(v)]
+    bounds = [to(v) for r in rows if r.kind == "study" for v in (r.low, r.high)]
+    bounds = [v for v in bounds if math.isfinite(v)]
+    lo, hi = min(core), max(core)
+    span = max(hi - lo, 1e-3)
+    # whiskers may widen the axis up to twice the span of the estimates; longer ones get arrows
+    lo = max(min([lo, *bounds]), lo - span)
+    hi = min(max([hi, *bounds]), hi + span)
+    pad = 0.04 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    return (math.exp(lo), math.exp(hi)) if ratio else (lo, hi)
+
+
+def _draw_rows(ax_left, ax, ax_right, rows, y, left, right, lims) -> None:
+    weights = [r.weight for r in rows if r.kind == "study" and math.isfinite(r.weight)]
+    max_w = max([*weights, 1e-12])
+    for r, yy in zip(rows, y, strict=True):
+        bold = r.kind in ("heading", "diamond")
+        italic = r.kind in ("text", "pi")
+        if r.kind != "blank":
             ax_left.text(
                 0.0,
                 yy,
                 r.label,
                 va="center",
                 fontweight="bold" if bold else "normal",
-                fontstyle=style,
+                fontstyle="italic" if italic else "normal",
+                fontsize=SMALL_SIZE if r.kind == "text" else FONT_SIZE,
                 parse_math=False,
-                fontsize=8 if r.kind == "text" else 9,
-                gid=r.gid or f"label-{r.kind}",
+                gid=r.gid if r.kind in ("text", "heading") else f"label-{r.kind}",
                 zorder=5,
             )
-            if r.kind == "study":
-                for x, txt in zip((0.62, 0.84), r.left, strict=False):
-                    ax_left.text(x, yy, txt, ha="center", va="center", fontsize=8, parse_math=False)
-                _whisker(ax, yy, r.low, r.high, lims)
-                size = 0.12 + 0.28 * np.sqrt(r.weight / max_w)
-                ax.add_patch(_square(r.est, yy, size, ax, lims))
-            elif r.kind == "diamond":
-                ax.add_patch(
-                    Polygon(
-                        [(r.low, yy), (r.est, yy + 0.3), (r.high, yy), (r.est, yy - 0.3)],
-                        closed=True,
-                        color="#1f4e79",
-                        gid=r.gid,
+        for panel, cols in ((ax_left, left[1:]), (ax_right, right)):
+            for col in cols:
+                if col.key in r.cells:
+                    panel.text(
+                        col.x,
+                        yy,
+                        r.cells[col.key],
+                        ha=col.align,
+                        va="center",
+                        fontsize=SMALL_SIZE if panel is ax_left else FONT_SIZE,
+                        fontweight="bold" if r.kind == "diamond" else "normal",
+                        parse_math=False,
+                        gid=f"cell-{col.key}",
                     )
-                )
-            elif r.kind == "pi":
-                ax.plot(
-                    [r.low, r.high],
-                    [yy, yy],
-                    color="#1f4e79",
-                    lw=2.2,
-                    solid_capstyle="butt",
-                    gid="pi",
-                )
-            if r.kind in ("study", "diamond", "pi"):
-                est_txt = f"{fmt(tf(r.est))} [{fmt(tf(r.low))}, {fmt(tf(r.high))}]"
-                if r.kind == "pi":
-                    est_txt = f"[{fmt(tf(r.low))}, {fmt(tf(r.high))}]"
-                ax_right.text(0.05, yy, est_txt, va="center", fontweight="bold" if bold else None)
-                if show_weights and r.kind == "study":
-                    ax_right.text(0.98, yy, f"{r.weight:.1f}%", ha="right", va="center")
-        ax.yaxis.set_major_locator(NullLocator())
-        _x_axis(ax, lims, ratio)
-        left_lab, right_lab = (f"Favours {group_labels[0]}", f"Favours {group_labels[1]}")
-        fav = getattr(overall, "favours_group1", None) if overall is not None else None
-        if fav == "positive":
-            left_lab, right_lab = right_lab, left_lab
-        if fav in ("negative", "positive"):
-            for x, text, ha, gid in (
-                (0.0, "← " + left_lab, "left", "favours-left"),
-                (1.0, right_lab + " →", "right", "favours-right"),
-            ):
-                ax.annotate(
-                    text,
-                    xy=(x, 0.0),
-                    xycoords="axes fraction",
-                    xytext=(0, -24),
-                    textcoords="offset points",
-                    ha=ha,
-                    va="top",
-                    fontsize=8,
-                    gid=gid,
-                )
-        if xlabel or getattr(overall, "measure", None):
-            ax.set_xlabel(xlabel or _measure_label(overall.measure), labelpad=18 if fav else 4)
-        if title:
-            fig.suptitle(title, x=0.01, ha="left", fontweight="bold", parse_math=False)
-    return fig
+        if r.kind == "study":
+            _whisker(ax, yy, r.low, r.high, lims, gid="ci")
+            w = r.weight if math.isfinite(r.weight) else 0.0
+            size = max(MIN_MARKER_PT, MAX_MARKER_PT * math.sqrt(w / max_w))
+            ax.plot([r.est], [yy], marker="s", ms=size, color=INK, ls="none", gid="study")
+        elif r.kind == "diamond":
+            _diamond(ax, yy, r, lims)
+        elif r.kind == "pi":
+            _whisker(ax, yy, r.low, r.high, lims, gid="pi", color=POOLED, lw=2.2)
 
 
-def _level(res: Any) -> str:
-    return f"{getattr(res, 'level', 95):g}" if res is not None else "95"
+def _diamond(ax, yy: float, r: Row, lims) -> None:
+    if not math.isfinite(r.est):
+        return
+    low, high = max(r.low, lims[0]), min(r.high, lims[1])  # inf / off-axis ends are cut
+    ax.add_patch(
+        Polygon(
+            [(low, yy), (r.est, yy + 0.32), (high, yy), (r.est, yy - 0.32)],
+            closed=True,
+            facecolor=POOLED,
+            edgecolor=POOLED,
+            gid=r.gid,
+        )
+    )
+    for end, past in ((lims[0], not r.low >= lims[0]), (lims[1], not r.high <= lims[1])):
+        if past:
+            _arrow(ax, yy, end, r.est, POOLED, "ci-arrow")
 
 
-def _measure_label(measure: str) -> str:
-    return {
-        "SMD": "Standardized mean difference (Hedges' g)",
-        "MD": "Mean difference",
-        "RR": "Risk ratio (log scale)",
-        "OR": "Odds ratio (log scale)",
-        "RD": "Risk difference",
-        "ROM": "Ratio of means (log scale)",
-        "GEN": "Effect (generic inverse variance)",
-    }.get(measure, measure)
+def _whisker(ax, y, low, high, lims, *, gid, color=INK, lw=1.0) -> None:
+    lo_c = lims[0] if not low >= lims[0] else low
+    hi_c = lims[1] if not high <= lims[1] else high
+    ax.plot([lo_c, hi_c], [y, y], color=color, lw=lw, solid_capstyle="butt", gid=gid)
+    for end, inward, past in ((lims[0], hi_c, lo_c != low), (lims[1], lo_c, hi_c != high)):
+        if past:
+            _arrow(ax, y, end, inward, color, f"{gid}-arrow" if gid != "ci" else "ci-arrow")
 
 
-def _square(x: float, y: float, half_height: float, ax: Any, lims) -> Polygon:
-    # a square in display proportions: its half-width in data units follows the axis aspect
-    fig_w, fig_h = ax.figure.get_size_inches()
-    box = ax.get_position()
-    x_per_in = (lims[1] - lims[0]) / (box.width * fig_w)
-    y_lo, y_hi = ax.get_ylim()
-    y_per_in = (y_hi - y_lo) / (box.height * fig_h)
-    half_w = half_height * x_per_in / y_per_in
-    return Polygon(
-        [
-            (x - half_w, y - half_height),
-            (x + half_w, y - half_height),
-            (x + half_w, y + half_height),
-            (x - half_w, y + half_height),
-        ],
-        closed=True,
-        color="#2b2b2b",
-        gid="study",
+def _arrow(ax, y, end, inward, color, gid) -> None:
+    ax.annotate(
+        "",
+        xy=(end, y),
+        xytext=(inward, y),
+        arrowprops={
+            "arrowstyle": "-|>",
+            "lw": 0.0,
+            "color": color,
+            "shrinkA": 0,
+            "shrinkB": 0,
+            "mutation_scale": 8,
+        },
+        gid=gid,
     )
 
 
-def _whisker(ax: Any, y: float, low: float, high: float, lims) -> None:
-    lo_c, hi_c = max(low, lims[0]), min(high, lims[1])
-    ax.plot([lo_c, hi_c], [y, y], color="#2b2b2b", lw=1.0, gid="ci")
-    for end, past in ((lims[0], low < lims[0]), (lims[1], high > lims[1])):
-        if past:
-            inward = hi_c if end == lims[0] else lo_c
-            ax.annotate(
-                "",
-                xy=(end, y),
-                xytext=(inward, y),
-                arrowprops={"arrowstyle": "->", "lw": 1.0, "color": "#2b2b2b"},
-                gid="ci-arrow",
-            )
-
-
-def _x_axis(ax: Any, lims, ratio: bool) -> None:
-    if not ratio:
+def _favours(ax, fav, group_labels) -> None:
+    if fav not in ("negative", "positive"):
         return
-    candidates = np.array([0.05, 0.1, 0.25, 0.5, 1, 2, 4, 10, 20])
-    logs = np.log(candidates)
-    inside = candidates[(logs >= lims[0]) & (logs <= lims[1])]
-    ax.xaxis.set_major_locator(FixedLocator(np.log(inside)))
-    ax.set_xticklabels([f"{c:g}" for c in inside])
+    left_lab, right_lab = (f"Favours {group_labels[0]}", f"Favours {group_labels[1]}")
+    if fav == "positive":
+        left_lab, right_lab = right_lab, left_lab
+    for x, text, ha, gid in (
+        (0.0, "← " + left_lab, "left", "favours-left"),
+        (1.0, right_lab + " →", "right", "favours-right"),
+    ):
+        ax.annotate(
+            text,
+            xy=(x, 0.0),
+            xycoords="axes fraction",
+            xytext=(0, -22),
+            textcoords="offset points",
+            ha=ha,
+            va="top",
+            fontsize=SMALL_SIZE,
+            parse_math=False,
+            gid=gid,
+        )
