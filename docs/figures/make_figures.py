@@ -1,4 +1,5 @@
-"""Render the figures in docs/figures from metafor's BCG example (tests/reference/escalc_rr_bcg).
+"""Render the figures in docs/figures: metafor's BCG example (tests/reference/escalc_rr_bcg)
+and the bundled review data.
 
 Run from the repository root: ``python docs/figures/make_figures.py``. Compare with metafor's
 ``forest(res, atransf=exp, ...)`` and contour-enhanced ``funnel()`` of the same data.
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ketameta import escalc, meta, subgroup, trim_and_fill
+from ketameta import analyses, escalc, meta, subgroup, trim_and_fill
 from ketameta.plots import forest, funnel, save
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,5 +53,16 @@ def main() -> None:
     )
 
 
+def review() -> None:
+    """The bundled ketamine evidence: overall (SMD) and by route (one level has k = 1)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        overall = analyses.overall().controlled
+        route = analyses.route().controlled
+    save(forest(overall, title="Ketamine vs control (SMD)"), OUT / "forest_review_overall.png")
+    save(forest(route, title="By route"), OUT / "forest_review_route.png")
+
+
 if __name__ == "__main__":
     main()
+    review()

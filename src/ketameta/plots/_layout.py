@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.font_manager import FontProperties
+from matplotlib.lines import Line2D
 
 from ketameta.plots._style import FONT_FAMILY, FONT_SIZE, SMALL_SIZE, fmt, shorten
 
@@ -315,3 +316,60 @@ def free_text_width(rows: Sequence[Row]) -> float:
         elif r.kind in ("text", "pi"):
             widths.append(text_width_in(r.label, SMALL_SIZE, italic=True))
     return max(widths)
+
+
+def draw_headers(fig, left, right, panels, top, row_height, margin) -> None:
+    """Column headers in figure space above the rows (group headers above theirs), and a rule
+    under them; ``top``, ``row_height`` and ``margin`` in inches."""
+    height = fig.get_figheight()
+    y_last = 1 - (top - row_height * 0.5) / height
+    for cols, panel in zip((left, right), panels, strict=True):
+        x0 = panel.get_position().x0 * fig.get_figwidth()
+        done = set()
+        for col in cols:
+            fig.text(
+                (x0 + col.x) / fig.get_figwidth(),
+                y_last,
+                col.header,
+                ha=col.align,
+                va="center",
+                fontweight="bold",
+                parse_math=False,
+                gid="header",
+            )
+            if col.group and col.group not in done:
+                done.add(col.group)
+                members = [c for c in cols if c.group == col.group]
+                lo = members[0].x - {"left": 0, "center": 0.5, "right": 1}[members[0].align] * (
+                    members[0].width
+                )
+                hi = members[-1].x + {"left": 1, "center": 0.5, "right": 0}[members[-1].align] * (
+                    members[-1].width
+                )
+                fig.text(
+                    (x0 + (lo + hi) / 2) / fig.get_figwidth(),
+                    y_last + row_height / height,
+                    col.group,
+                    ha="center",
+                    va="center",
+                    fontweight="bold",
+                    parse_math=False,
+                    gid="group-header",
+                )
+                fig.add_artist(
+                    Line2D(
+                        [(x0 + lo) / fig.get_figwidth(), (x0 + hi) / fig.get_figwidth()],
+                        [y_last + 0.5 * row_height / height] * 2,
+                        color="0.5",
+                        lw=0.6,
+                    )
+                )
+    rule_y = 1 - (top + 0.02) / height
+    fig.add_artist(
+        Line2D(
+            [margin / fig.get_figwidth(), 1 - margin / fig.get_figwidth()],
+            [rule_y] * 2,
+            color="0.3",
+            lw=0.8,
+        )
+    )

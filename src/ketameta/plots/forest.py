@@ -18,13 +18,13 @@ from typing import Any, Literal
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Polygon
 
 from ketameta.plots._layout import (
     Column,
     Row,
     build_rows,
+    draw_headers,
     free_text_width,
     layout_columns,
     text_width_in,
@@ -178,17 +178,22 @@ def forest(
             a.set_axis_off()
             a.set_xlim(0.0, panel_w)  # x in inches from the panel's left edge
         y = np.arange(n, 0, -1, dtype=float)
-        _headers(fig, left, right, (ax_left, ax_right), height, top, n_header)
+        draw_headers(fig, left, right, (ax_left, ax_right), top, ROW_HEIGHT_IN, MARGIN_IN)
         lims = _limits(rows, xlim, ratio)
         if ratio:
             ax.set_xscale("log")
         ax.set_xlim(*lims)
         _draw_rows(ax_left, ax, ax_right, rows, y, left, right, lims)
+        # vertical lines span the drawn rows only: text lines below them stay clear
+        drawn_y = [
+            yy for r, yy in zip(rows, y, strict=True) if r.kind in ("study", "diamond", "pi")
+        ]
+        span = [min(drawn_y, default=0.4) - 0.5, n + 0.6]
         null = 1.0 if ratio else 0.0
-        ax.plot([null, null], [0.4, n + 0.6], color="0.35", lw=0.8, zorder=0, gid="null")
+        ax.plot([null, null], span, color="0.35", lw=0.8, zorder=0, gid="null")
         if overall is not None and math.isfinite(overall.estimate):
             x_ov = float(tf(overall.estimate))
-            ax.plot([x_ov, x_ov], [0.4, n + 0.6], color="0.6", lw=0.7, ls=":", zorder=0)
+            ax.plot([x_ov, x_ov], span, color="0.6", lw=0.7, ls=":", zorder=0)
         for side in ("left", "right", "top"):
             ax.spines[side].set_visible(False)
         ax.tick_params(axis="y", left=False, labelleft=False)
@@ -238,61 +243,6 @@ def _left_columns(rows, headers, group_labels, label_header) -> list[Column]:
             cols.append(Column(f"msd{arm}", "Mean (SD)", group))
     cols += [Column(f"col:{name}", header) for name, header in headers.items()]
     return cols
-
-
-def _headers(fig, left, right, panels, height, top, n_header) -> None:
-    """Column headers in figure space above the rows, and a rule under them."""
-    y_last = 1 - (top - ROW_HEIGHT_IN * 0.5) / height
-    for cols, panel in zip((left, right), panels, strict=True):
-        x0 = panel.get_position().x0 * fig.get_figwidth()
-        done = set()
-        for col in cols:
-            fig.text(
-                (x0 + col.x) / fig.get_figwidth(),
-                y_last,
-                col.header,
-                ha=col.align,
-                va="center",
-                fontweight="bold",
-                parse_math=False,
-                gid="header",
-            )
-            if col.group and col.group not in done:
-                done.add(col.group)
-                members = [c for c in cols if c.group == col.group]
-                lo = members[0].x - {"left": 0, "center": 0.5, "right": 1}[members[0].align] * (
-                    members[0].width
-                )
-                hi = members[-1].x + {"left": 1, "center": 0.5, "right": 0}[members[-1].align] * (
-                    members[-1].width
-                )
-                fig.text(
-                    (x0 + (lo + hi) / 2) / fig.get_figwidth(),
-                    y_last + ROW_HEIGHT_IN / height,
-                    col.group,
-                    ha="center",
-                    va="center",
-                    fontweight="bold",
-                    parse_math=False,
-                    gid="group-header",
-                )
-                fig.add_artist(
-                    Line2D(
-                        [(x0 + lo) / fig.get_figwidth(), (x0 + hi) / fig.get_figwidth()],
-                        [y_last + 0.5 * ROW_HEIGHT_IN / height] * 2,
-                        color="0.5",
-                        lw=0.6,
-                    )
-                )
-    rule_y = 1 - (top + 0.02) / height
-    fig.add_artist(
-        Line2D(
-            [MARGIN_IN / fig.get_figwidth(), 1 - MARGIN_IN / fig.get_figwidth()],
-            [rule_y] * 2,
-            color="0.3",
-            lw=0.8,
-        )
-    )
 
 
 def _limits(rows: list[Row], xlim, ratio: bool) -> tuple[float, float]:
