@@ -1,84 +1,275 @@
-"""The shipped data and its validator: every problem reported at once, with row and column."""
+"""The studies validator and loader, on synthetic tables (clearly fake ids ``test_*``), the CLI,
+and the shipped data (checked only once ``data/studies.csv`` exists)."""
 
-import hashlib
+from __future__ import annotations
+
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from ketameta.cli import main
-from ketameta.data import bundled_path, load_screening, load_studies, validate_studies
+from ketameta.data import (
+    SCHEMA,
+    bundled_path,
+    derived_columns,
+    load_screening,
+    load_studies,
+    quote_numbers,
+    validate_studies,
+)
 from ketameta.exceptions import DataValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "data" / "studies.csv"
+needs_shipped = pytest.mark.skipif(
+    not SHIPPED.exists(), reason="data/studies.csv not written yet by the data curators"
+)
+
+COMMON = dict(
+    first_author="Test",
+    year="2020",
+    design="parallel_rct",
+    blinding="double_blind",
+    condition="trd",
+    drug="racemic_ketamine",
+    route="iv",
+    psychotherapy="none",
+    psychotherapy_both_arms="na",
+    comparator="saline_placebo",
+    contrast="ketamine_vs_control",
+    outcome_construct="depression",
+    scale="MADRS",
+    direction="lower_is_better",
+    outcome_type="endpoint",
+    timepoint_label="day 1",
+    primary="true",
+    source="doi:10.0000/fake",
+    source_location="Table 2",
+    risk_of_bias="low",
+)
+ROWS = [
+    dict(  # two arms, means and SDs; the SDs of arm 2 are derived
+        study_id="test_a",
+        record_id="test_a_madrs",
+        n1="30",
+        mean1="-12.0",
+        sd1="7.5",
+        n2="1204",
+        mean2="-5",
+        sd2="6.93",
+        se2="0.2",
+        source_quote="ketamine (n = 30) −12 (SD 7.50); placebo (n = 1,204) −5.0 (SE .2)",
+        derived="sd2 = se2 * sqrt(n2)",
+    ),
+    dict(  # events and a reported ratio with a range-hyphen interval
+        study_id="test_b",
+        record_id="test_b_response",
+        outcome_type="response",
+        n1="20",
+        events1="9",
+        n2="21",
+        events2="4",
+        effect_type="RR",
+        effect="2.36",
+        effect_ci_low="0.86",
+        effect_ci_high="6.5",
+        ci_level="95",
+        source_quote="9/20 vs 4/21 responded (RR 2.36, 95% CI 0.86-6.50)",
+    ),
+    dict(  # single arm, pre-post
+        study_id="test_c",
+        record_id="test_c_prepost",
+        design="single_arm",
+        comparator="none",
+        contrast="prepost",
+        n1="12",
+        mean1="14.2",
+        sd1="6.1",
+        baseline_mean1="31.5",
+        baseline_sd1="5.4",
+        source_quote="MADRS fell from 31.5 ± 5.4 to 14.2 ± 6.1 (n=12)",
+    ),
+]
 
 
-def test_shipped_data_validates_and_every_row_has_provenance():
-    studies = load_studies()
-    assert len(studies) > 0
-    for column in ("source", "source_location", "source_quote"):
-        assert studies[column].notna().all(), column
-    assert studies["record_id"].is_unique
+def fake_studies() -> pd.DataFrame:
+    rows = [{column: "" for column in SCHEMA} | COMMON | row for row in ROWS]
+    return pd.DataFrame(rows, columns=list(SCHEMA))
 
 
-def test_bundled_copies_equal_the_repository_files():
-    for name in ("studies.csv", "screening.csv"):
-        repo = hashlib.sha256((ROOT / "data" / name).read_bytes()).hexdigest()
-        assert hashlib.sha256(bundled_path(name).read_bytes()).hexdigest() == repo, name
+def write(df: pd.DataFrame, path: Path) -> Path:
+    df.to_csv(path, index=False)
+    return path
 
 
-def test_every_included_study_is_in_screening():
-    included = set(load_screening().query("decision == 'included'")["study_id"])
-    assert set(load_studies()["study_id"]) <= included
-    assert set(load_screening()["decision"]) <= {"included", "excluded", "awaiting_numbers"}
+def found(df: pd.DataFrame) -> set[tuple[int, str, str]]:
+    return {(p.row, p.column, p.value) for p in validate_studies(df)}
 
 
-def broken_copy() -> pd.DataFrame:
-    df = pd.read_csv(bundled_path(), dtype=str, keep_default_na=False)
-    df.loc[0, "route"] = "nasal"
-    df.loc[1, "n1"] = "0"
-    df.loc[2, "sd1"] = "-3"
-    df.loc[3, "events1"], df.loc[3, "n1"] = "30", "20"
-    df.loc[4, "source"] = ""
-    df.loc[5, "mean1"] = "123.456"
-    df.loc[5, "derived"] = ""
-    df.loc[6, "record_id"] = df.loc[7, "record_id"]
-    return df
+def test_a_valid_table_has_no_problems_and_loads_typed(tmp_path):
+    assert validate_studies(fake_studies()) == []
+    studies = load_studies(write(fake_studies(), tmp_path / "studies.csv"))
+    assert studies["n1"].tolist() == [30, 20, 12]
+    assert studies["primary"].tolist() == [True, True, True]
+    assert pd.isna(studies.loc[2, "n2"])  # empty = not reported
+    assert studies["effect"].iloc[1] == pytest.approx(2.36)
 
 
 def test_every_problem_is_reported_at_once_with_row_column_value():
-    found: dict[tuple[int, str], list[str]] = {}
-    for p in validate_studies(broken_copy()):
-        found.setdefault((p.row, p.column), []).append(f"{p.value}: {p.message}")
-    assert "nasal: not one of: iv, intranasal, oral, im, sc, sublingual" in found[(1, "route")]
-    assert any("whole number >= 1" in m for m in found[(2, "n1")])
-    assert "-3.0: must not be negative" in found[(3, "sd1")]
-    assert any("exceeds n1" in m for m in found[(4, "events1")])
-    assert ": required value is empty" in found[(5, "source")]
-    assert any("does not appear in source_quote" in m for m in found[(6, "mean1")])
-    assert any("duplicate record_id" in m for m in found[(8, "record_id")])
+    df = fake_studies()
+    df.loc[0, "route"] = "nasal"
+    df.loc[0, "sd1"] = "-7.5"  # also not in the quote with that sign
+    df.loc[1, "n1"] = "0"
+    df.loc[1, "events2"] = "25"  # > n2 = 21, and not in the quote
+    df.loc[2, "source"] = ""
+    df.loc[2, "mean1"] = "14.3"  # not in the quote, not derived
+    df.loc[2, "record_id"] = "test_a_madrs"
+    assert found(df) == {
+        (1, "route", "nasal"),
+        (1, "sd1", "-7.5"),  # must be >= 0
+        (2, "n1", "0"),
+        (2, "events1", "9"),  # now exceeds n1
+        (2, "events2", "25"),
+        (3, "source", ""),
+        (3, "mean1", "14.3"),
+        (3, "record_id", "test_a_madrs"),
+    }
+    messages = {(p.row, p.column): [] for p in validate_studies(df)}
+    for p in validate_studies(df):
+        messages[(p.row, p.column)].append(p.message)
+    assert messages[(1, "route")] == ["not one of: iv, intranasal, oral, im, sc, sublingual"]
+    assert sorted(messages[(1, "sd1")])[0] == "must be >= 0"
+    assert any("not found in source_quote" in m for m in messages[(1, "sd1")])
+    assert messages[(2, "n1")][0] == "must be >= 1"
+    assert messages[(2, "events2")][0] == "exceeds n2 (21)"
+    assert messages[(3, "source")] == ["required value is empty"]
+    assert messages[(3, "record_id")] == ["duplicate record_id (first in row 1)"]
+    assert [p.record_id for p in validate_studies(df) if p.row == 2][0] == "test_b_response"
 
 
-def test_a_derived_number_need_not_appear_in_the_quote():
-    df = pd.read_csv(bundled_path(), dtype=str, keep_default_na=False)
-    df.loc[0, "mean1"], df.loc[0, "derived"] = "123.456", "mean1 = 2 * 61.728"
-    assert not [p for p in validate_studies(df) if p.column == "mean1" and p.row == 1]
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("n1", "2.5", "must be a whole number"),
+        ("n1", "ten", "not a number"),
+        ("prepost_r", "1.2", "must be <= 1"),
+        ("primary", "yes", "must be true or false"),
+        ("contrast", "ketamine_vs_placebo", "not one of"),
+        ("year", "", "required value is empty"),
+        ("effect_se", "-0.1", "must be >= 0"),
+    ],
+)
+def test_column_rules(column, value, message):
+    df = fake_studies()
+    df.loc[1, column] = value
+    problems = [p for p in validate_studies(df) if (p.row, p.column) == (2, column)]
+    assert problems and problems[0].message.startswith(message) and problems[0].value == value
 
 
-def test_load_studies_raises_with_the_problem_list(tmp_path):
-    path = tmp_path / "broken.csv"
-    broken_copy().to_csv(path, index=False)
+def test_events_below_zero_and_ci_order():
+    df = fake_studies()
+    df.loc[1, "events1"] = "-1"
+    df.loc[1, "effect_ci_low"], df.loc[1, "effect_ci_high"] = "6.5", "0.86"
+    problems = {(p.column, p.message) for p in validate_studies(df)}
+    assert ("events1", "must be >= 0") in problems
+    assert ("effect_ci_low", "above effect_ci_high") in problems
+
+
+def test_single_arm_record_has_no_arm_two_numbers():
+    df = fake_studies()
+    df.loc[2, "n2"], df.loc[2, "source_quote"] = "12", df.loc[2, "source_quote"] + "; 12"
+    assert found(df) == {(3, "n2", "12")}
+
+
+def test_missing_and_unknown_columns():
+    df = fake_studies().drop(columns=["source_quote"]).assign(extra="x")
+    problems = {(p.row, p.column, p.message) for p in validate_studies(df)}
+    assert (0, "source_quote", "required column is missing") in problems
+    assert (0, "extra", "unknown column (not in data/README.md)") in problems
+
+
+def test_quote_numbers_are_compared_with_normalised_text():
+    # "−12" (U+2212) = -12.0, "7.50" = 7.5, "1,204" = 1204, ".2" = 0.2, "-5.0" = -5
+    assert validate_studies(fake_studies()) == []
+    assert {-12.0, 7.5, 1204.0, 0.2, -5.0} <= quote_numbers(ROWS[0]["source_quote"])
+    # a range hyphen is not a minus sign; a minus sign after "(" or "[" is
+    assert {0.86, 6.5} <= quote_numbers("95% CI 0.86-6.50")
+    assert -6.5 not in quote_numbers("95% CI 0.86-6.50")
+    assert {-0.55, 1.82} <= quote_numbers("d = 0.65 [–0.55 to 1.82]")
+    df = fake_studies()
+    df.loc[0, "mean1"] = "12.0"  # the quote prints −12: a dropped sign is caught
+    assert found(df) == {(1, "mean1", "12.0")}
+
+
+def test_only_the_columns_derived_assigns_are_exempt():
+    assert derived_columns("sd1 = se1 * sqrt(n1); events2 = round(0.1 * 21)") == {"sd1", "events2"}
+    df = fake_studies()
+    df.loc[0, "sd1"], df.loc[0, "se1"] = "8.1", "1.48"
+    df.loc[0, "derived"] = "sd1 = se1 * sqrt(n1); sd2 = se2 * sqrt(n2)"
+    assert found(df) == {(1, "se1", "1.48")}  # se1 appears in the formula but is not derived
+
+
+def test_load_studies_raises_with_every_problem(tmp_path):
+    df = fake_studies()
+    df.loc[0, "route"], df.loc[1, "n1"] = "nasal", "0"
     with pytest.raises(DataValidationError) as info:
-        load_studies(path)
-    assert len(info.value.problems) >= 7
-    assert "column 'route'" in str(info.value)
+        load_studies(write(df, tmp_path / "broken.csv"))
+    rows = {(p["row"], p["column"], p["value"]) for p in info.value.problems}
+    assert rows == {(1, "route", "nasal"), (2, "n1", "0"), (2, "events1", "9")}
+    assert "row 1 (test_a_madrs), column 'route', value 'nasal'" in str(info.value)
+    with pytest.raises(FileNotFoundError):
+        load_studies(tmp_path / "absent.csv")
 
 
 def test_cli_validate_data_exit_codes(tmp_path, capsys):
-    assert main(["validate-data"]) == 0
-    assert capsys.readouterr().out.startswith("OK:")
-    path = tmp_path / "broken.csv"
-    broken_copy().to_csv(path, index=False)
-    assert main(["validate-data", str(path)]) == 1
+    good = write(fake_studies(), tmp_path / "good.csv")
+    assert main(["validate-data", str(good)]) == 0
+    assert capsys.readouterr().out.startswith("OK: 3 records from 3 studies")
+    df = fake_studies()
+    df.loc[0, "route"], df.loc[2, "sd1"] = "nasal", "-6.1"
+    assert main(["validate-data", str(write(df, tmp_path / "bad.csv"))]) == 1
     out = capsys.readouterr().out
-    assert "column 'route', value 'nasal'" in out and "duplicate record_id" in out
+    assert "3 problem(s)" in out
+    assert "row 1 (test_a_madrs), column 'route', value 'nasal': not one of" in out
+    assert "row 3 (test_c_prepost), column 'sd1', value '-6.1': must be >= 0" in out
+    assert main(["validate-data", str(tmp_path / "absent.csv")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "empty.csv").write_text("")
+    assert main(["validate-data", str(tmp_path / "empty.csv")]) == 1
+
+
+def test_bundled_file_lives_inside_the_package():
+    # importlib.resources finds it in a source checkout and in an installed wheel alike;
+    # pyproject.toml ships "_data/*.csv" as package data
+    import ketameta
+
+    package = Path(ketameta.__file__).parent
+    assert bundled_path() == package / "_data" / "studies.csv"
+    assert "_data/*.csv" in (ROOT / "pyproject.toml").read_text()
+
+
+@needs_shipped
+def test_bundled_copies_are_byte_identical_to_data():
+    for name in ("studies.csv", "screening.csv"):
+        assert bundled_path(name).read_bytes() == (ROOT / "data" / name).read_bytes(), (
+            f"src/ketameta/_data/{name} differs from data/{name}: run data/merge_staging.py"
+        )
+
+
+@needs_shipped
+def test_shipped_data_validates():
+    problems = validate_studies(pd.read_csv(SHIPPED, dtype=str, keep_default_na=False))
+    assert not problems, "\n".join(str(p) for p in problems)
+    studies = load_studies()
+    assert len(studies) > 0 and studies["record_id"].is_unique
+    assert main(["validate-data", str(SHIPPED)]) == 0
+
+
+@needs_shipped
+def test_every_included_study_is_in_screening():
+    screening = load_screening()
+    assert set(screening["decision"]) <= {"included", "excluded", "awaiting_numbers"}
+    assert set(load_studies()["study_id"]) <= set(
+        screening.loc[screening["decision"] == "included", "study_id"]
+    )

@@ -12,6 +12,7 @@ from ketameta.exceptions import DataValidationError, KetametaError
 
 
 def _validate_data(args: argparse.Namespace) -> int:
+    """Print every problem of a studies CSV (exit 1) or ``OK: N records from M studies``."""
     from ketameta.data import bundled_path, validate_studies
 
     path = args.path or bundled_path()
@@ -19,6 +20,9 @@ def _validate_data(args: argparse.Namespace) -> int:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         print(f"error: {path}: no such file", file=sys.stderr)
+        return 1
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        print(f"error: {path}: not a readable CSV file ({exc})", file=sys.stderr)
         return 1
     problems = validate_studies(df)
     if problems:

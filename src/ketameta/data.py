@@ -1,11 +1,16 @@
-"""The curated evidence: ``load_studies()`` and the schema of ``studies.csv``.
+"""The curated evidence: ``load_studies()``, ``validate_studies()`` and the schema of studies.csv.
 
-The schema is declarative (`SCHEMA`: one rule set per column) and `validate_studies` reports
-*every* problem at once, each with its row, ``record_id``, column, value and message. Besides the
-column rules it checks: duplicate ``record_id``; events within ``[0, n]``; single-arm records
-without arm-2 numbers; and that every number of a row appears in its ``source_quote`` unless the
-row's ``derived`` column names that column (so each number can be traced to the text it came
-from). The data dictionary is ``data/README.md``.
+The schema is declarative: `SCHEMA` holds one `Rule` per column of the data dictionary
+(``data/README.md``): kind (text, enum, whole number, number, true/false), required or not,
+allowed values, bounds, whether the number must be found in the row's ``source_quote``, and
+whether it belongs to arm 2. `validate_studies` applies it and the checks across columns
+(events within ``[0, n]``, CI bounds in order, unique ``record_id``, single-arm records without
+arm-2 numbers, every quoted number printed in ``source_quote`` unless ``derived`` assigns it),
+and reports *every* problem at once, each with its row, ``record_id``, column, value and message.
+
+The canonical files are ``data/studies.csv`` and ``data/screening.csv``; identical copies ship in
+the package (``ketameta/_data/``, written by ``data/merge_staging.py``) so that `load_studies`
+finds them from an installed wheel too (``tests/test_data.py`` checks the copies are identical).
 """
 
 from __future__ import annotations
@@ -66,54 +71,104 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "outcome_type": ("endpoint", "change", "response", "remission", "relapse", "effect_estimate"),
     "effect_type": ("MD", "LSMD", "SMD_d", "SMD_g", "RR", "OR", "HR", "RD"),
     "risk_of_bias": ("low", "some_concerns", "high"),
-    "primary": ("true", "false"),
 }
-REQUIRED_TEXT = (
-    "study_id",
-    "record_id",
-    "first_author",
-    "year",
-    "design",
-    "drug",
-    "route",
-    "psychotherapy",
-    "comparator",
-    "contrast",
-    "outcome_construct",
-    "direction",
-    "outcome_type",
-    "source",
-    "source_location",
-    "source_quote",
-)
-COUNTS = ("n1", "n2", "events1", "events2", "sessions")
-NONNEGATIVE = ("sd1", "sd2", "se1", "se2", "baseline_sd1", "effect_se", "dose_mg_kg")
-NUMBERS = (
-    "n1",
-    "mean1",
-    "sd1",
-    "se1",
-    "n2",
-    "mean2",
-    "sd2",
-    "se2",
-    "baseline_mean1",
-    "baseline_sd1",
-    "prepost_r",
-    "events1",
-    "events2",
-    "effect",
-    "effect_se",
-    "effect_ci_low",
-    "effect_ci_high",
-)
-ARM2 = ("n2", "mean2", "sd2", "se2", "events2")
-OPTIONAL_NUMERIC = (*NUMBERS, "year", "dose_mg_kg", "sessions", "timepoint_days", "ci_level")
+TEXT, ENUM, INT, FLOAT, BOOL = "text", "enum", "int", "float", "bool"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one column of ``studies.csv`` may hold (``data/README.md`` is the dictionary).
+
+    ``kind``: text, enum (``allowed``), int (whole numbers), float or bool (``true``/``false``);
+    ``required``: no empty cell; ``minimum``/``maximum``: inclusive bounds; ``quoted``: the
+    number must appear in ``source_quote`` unless ``derived`` assigns this column; ``arm2``:
+    must be empty in a single-arm record.
+    """
+
+    kind: str = TEXT
+    required: bool = False
+    allowed: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    quoted: bool = False
+    arm2: bool = False
+
+
+def _enum(column: str, required: bool = True) -> Rule:
+    return Rule(ENUM, required=required, allowed=ENUMS[column])
+
+
+_COUNT = {"kind": INT, "quoted": True}
+SCHEMA: dict[str, Rule] = {
+    "study_id": Rule(required=True),
+    "record_id": Rule(required=True),
+    "first_author": Rule(required=True),
+    "year": Rule(INT, required=True, minimum=1900, maximum=2100),
+    "title": Rule(),
+    "doi": Rule(),
+    "pmid": Rule(),
+    "pmcid": Rule(),
+    "registry_id": Rule(),
+    "design": _enum("design"),
+    "blinding": _enum("blinding", required=False),
+    "population": Rule(),
+    "condition": _enum("condition"),
+    "drug": _enum("drug"),
+    "route": _enum("route"),
+    "dose": Rule(),
+    "dose_mg_kg": Rule(FLOAT, minimum=0),
+    "sessions": Rule(INT, minimum=1),
+    "psychotherapy": Rule(required=True),
+    "psychotherapy_both_arms": _enum("psychotherapy_both_arms"),
+    "arm1_label": Rule(),
+    "arm2_label": Rule(),
+    "comparator": _enum("comparator"),
+    "contrast": _enum("contrast"),
+    "shared_control_group": Rule(),
+    "outcome_construct": _enum("outcome_construct"),
+    "scale": Rule(),
+    "direction": _enum("direction"),
+    "outcome_type": _enum("outcome_type"),
+    "timepoint_days": Rule(FLOAT, minimum=0),
+    "timepoint_label": Rule(),
+    "primary": Rule(BOOL, required=True),
+    "n1": Rule(**_COUNT, minimum=1),
+    "mean1": Rule(FLOAT, quoted=True),
+    "sd1": Rule(FLOAT, minimum=0, quoted=True),
+    "se1": Rule(FLOAT, minimum=0, quoted=True),
+    "n2": Rule(**_COUNT, minimum=1, arm2=True),
+    "mean2": Rule(FLOAT, quoted=True, arm2=True),
+    "sd2": Rule(FLOAT, minimum=0, quoted=True, arm2=True),
+    "se2": Rule(FLOAT, minimum=0, quoted=True, arm2=True),
+    "baseline_mean1": Rule(FLOAT, quoted=True),
+    "baseline_sd1": Rule(FLOAT, minimum=0, quoted=True),
+    "prepost_r": Rule(FLOAT, minimum=-1, maximum=1, quoted=True),
+    "events1": Rule(**_COUNT, minimum=0),
+    "events2": Rule(**_COUNT, minimum=0, arm2=True),
+    "effect_type": _enum("effect_type", required=False),
+    "effect": Rule(FLOAT, quoted=True),
+    "effect_se": Rule(FLOAT, minimum=0, quoted=True),
+    "effect_ci_low": Rule(FLOAT, quoted=True),
+    "effect_ci_high": Rule(FLOAT, quoted=True),
+    "ci_level": Rule(FLOAT, minimum=50, maximum=99.99),
+    "analysis_set": Rule(),
+    "source": Rule(required=True),
+    "source_location": Rule(required=True),
+    "source_quote": Rule(required=True),
+    "derived": Rule(),
+    "risk_of_bias": _enum("risk_of_bias"),
+    "risk_of_bias_reason": Rule(),
+    "notes": Rule(),
+}
+NUMBERS = tuple(name for name, rule in SCHEMA.items() if rule.quoted)
+OPTIONAL_NUMERIC = tuple(name for name, rule in SCHEMA.items() if rule.kind in (INT, FLOAT))
+# events within [0, n] of the same arm
+EVENT_LIMITS = (("events1", "n1"), ("events2", "n2"))
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One validation problem: where it is and what is wrong."""
+    """One validation problem: where it is (1-based data row; line = row + 1) and what."""
 
     row: int
     record_id: str
@@ -122,7 +177,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"row {self.row} ({self.record_id}), column {self.column!r}"
+        where = f"row {self.row} ({self.record_id or '-'}), column {self.column!r}"
         return f"{where}, value {self.value!r}: {self.message}"
 
 
@@ -131,112 +186,151 @@ def bundled_path(name: str = "studies.csv") -> Path:
     return Path(str(resources.files("ketameta") / "_data" / name))
 
 
-def _normalise(text: str) -> str:
-    text = text.replace("\u2212", "-").replace("\u2013", "-").replace("\u2009", " ")
-    return re.sub(r"-\s+(?=\d)", "-", text)
+# A minus sign is a '-' (or U+2212 minus, U+2013 en dash, U+2012, U+FE63, U+FF0D) that does not
+# follow a digit, letter, '.', '%', ')' or ']', so "1.2-3.4", "1.1%-19.0%" and "0.36–1.91" are
+# ranges of two positive numbers while "(-0.55 to 1.82)", "= −3.1" and "[–0.30" are negative.
+_MINUS = "-\u2212\u2013\u2012\ufe63\uff0d"
+_NUMBER = re.compile(
+    rf"(?<![\w.%)\]])(?P<sign>[{_MINUS}]\s?)?(?P<body>\d[\d,]*(?:\.\d+)?|\.\d+)"
+    rf"|(?P<inner>\d[\d,]*(?:\.\d+)?|\.\d+)"
+)
 
 
-def _number_tokens(quote: str) -> set[float]:
-    tokens = re.findall(r"-?\d[\d,]*\.?\d*|-?\.\d+", _normalise(quote))
-    values = set()
-    for token in tokens:
-        try:
-            values.add(float(token.replace(",", "")))
-        except ValueError:
-            continue
-        values.add(abs(float(token.replace(",", ""))))
+def _bodies(body: str) -> list[float]:
+    """A number as printed: "1,234" is 1234 (thousands) and also 1 and 234 (a list)."""
+    out = [float(part) for part in body.split(",") if part and part != "."]
+    if "," in body and re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", body):
+        out.append(float(body.replace(",", "")))
+    return out
+
+
+def quote_numbers(quote: str) -> set[float]:
+    """Every number printed in ``quote``, signed as printed (see ``_MINUS``).
+
+    "1,204" gives 1204 and, as it may be a list, 1 and 204:
+
+    >>> sorted(quote_numbers("MADRS −12.0 (SD 7.5), n = 1,204; d = .35 [0.36–1.91]"))
+    [-12.0, 0.35, 0.36, 1.0, 1.91, 7.5, 204.0, 1204.0]
+    """
+    values: set[float] = set()
+    for match in _NUMBER.finditer(quote):
+        body = match.group("body") or match.group("inner")
+        sign = -1.0 if match.group("sign") else 1.0
+        values.update(sign * value for value in _bodies(body))
     return values
 
 
-def validate_studies(df: pd.DataFrame) -> list[Problem]:
-    """Check a studies table against the schema; return every problem found (empty = valid).
+def derived_columns(derived: str) -> set[str]:
+    """Columns the ``derived`` text assigns (``"sd1 = se1 * sqrt(n1)"`` -> ``{"sd1"}``)."""
+    return {name for name in SCHEMA if re.search(rf"\b{name}\s*=(?!=)", derived)}
 
-    Row numbers are 1-based data rows (row 1 is the first line after the header).
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
+
+
+def validate_studies(df: pd.DataFrame) -> list[Problem]:
+    """Check a studies table against `SCHEMA`; return every problem found (empty = valid).
+
+    Checks: every dictionary column present (and no unknown column), required cells filled,
+    enums, numbers (whole numbers for counts) within their bounds, events within ``[0, n]``,
+    ``effect_ci_low <= effect_ci_high``, unique ``record_id``, no arm-2 numbers in a
+    ``single_arm`` record, and every number of the quoted columns (`NUMBERS`) printed in
+    ``source_quote`` unless ``derived`` assigns that column (e.g. ``"sd1 = se1 * sqrt(n1)"``).
+    Quote matching compares values, so "5" matches 5.0, ".35" matches 0.35, "1,204" matches
+    1204 and a Unicode minus or en dash before a number counts as a minus sign.
+
+    Rows are numbered from 1 (the first line after the header, i.e. file line = row + 1).
 
     Examples
     --------
     >>> import pandas as pd
-    >>> bad = pd.DataFrame({"record_id": ["x1"], "route": ["nasal"]})
-    >>> any(p.column == "route" for p in validate_studies(bad))
-    True
+    >>> bad = pd.DataFrame({"record_id": ["test_a"], "route": ["nasal"]})
+    >>> [(p.row, p.record_id, p.value) for p in validate_studies(bad) if p.column == "route"]
+    [(1, 'test_a', 'nasal')]
     """
     problems: list[Problem] = []
-    text = df.fillna("").astype(str)
+    text = df.astype(object).where(df.notna(), "").astype(str).apply(lambda c: c.str.strip())
+    ids = text["record_id"] if "record_id" in text.columns else pd.Series("", index=text.index)
 
     def add(i: int, column: str, value: object, message: str) -> None:
-        rid = text["record_id"].iloc[i] if "record_id" in text.columns else ""
-        problems.append(Problem(i + 1, str(rid), column, str(value), message))
+        problems.append(Problem(i + 1, str(ids.iloc[i]), column, str(value), message))
 
-    for column in REQUIRED_TEXT:
+    for column in SCHEMA:
         if column not in df.columns:
             problems.append(Problem(0, "", column, "", "required column is missing"))
-            continue
-        for i in np.flatnonzero(text[column].str.strip() == ""):
-            add(int(i), column, "", "required value is empty")
-    for column, allowed in ENUMS.items():
-        if column not in df.columns:
-            continue
-        for i, value in enumerate(text[column]):
-            if value.strip() and value.strip() not in allowed:
-                add(i, column, value, f"not one of: {', '.join(allowed)}")
-    numeric: dict[str, pd.Series] = {}
-    for column in OPTIONAL_NUMERIC:
-        if column not in df.columns:
-            continue
-        values = pd.to_numeric(text[column].str.strip(), errors="coerce").astype(float)
-        for i in np.flatnonzero(values.isna() & (text[column].str.strip() != "")):
-            add(int(i), column, text[column].iloc[i], "not a number")
-        numeric[column] = values
-    for column in COUNTS:
-        if column in numeric:
-            bad = numeric[column].notna() & (
-                (numeric[column] < (0 if "events" in column else 1)) | (numeric[column] % 1 != 0)
+    for column in df.columns:
+        if column not in SCHEMA:
+            problems.append(
+                Problem(0, "", str(column), "", "unknown column (not in data/README.md)")
             )
-            for i in np.flatnonzero(bad):
-                add(
-                    int(i),
-                    column,
-                    numeric[column].iloc[i],
-                    "must be a whole number " + (">= 0" if "events" in column else ">= 1"),
-                )
-    for column in NONNEGATIVE:
-        if column in numeric:
-            for i in np.flatnonzero(numeric[column] < 0):
-                add(int(i), column, numeric[column].iloc[i], "must not be negative")
-    for ev, n in (("events1", "n1"), ("events2", "n2")):
-        if ev in numeric and n in numeric:
-            for i in np.flatnonzero(numeric[ev] > numeric[n]):
-                add(int(i), ev, numeric[ev].iloc[i], f"exceeds {n} ({numeric[n].iloc[i]:g})")
-    if "prepost_r" in numeric:
-        for i in np.flatnonzero(numeric["prepost_r"].abs() > 1):
-            add(int(i), "prepost_r", numeric["prepost_r"].iloc[i], "must lie in [-1, 1]")
-    if "record_id" in df.columns:
-        for i in np.flatnonzero(text["record_id"].duplicated(keep="first")):
-            add(int(i), "record_id", text["record_id"].iloc[i], "duplicate record_id")
-    if "design" in df.columns:
-        single = text["design"] == "single_arm"
-        for column in ARM2:
-            if column in numeric:
-                for i in np.flatnonzero(single & numeric[column].notna()):
-                    add(int(i), column, numeric[column].iloc[i], "a single-arm record has no arm 2")
-    if "source_quote" in df.columns:
+    numbers: dict[str, list[float | None]] = {}
+    for column, rule in SCHEMA.items():
+        if column not in text.columns:
+            continue
+        cells = text[column].tolist()
+        if rule.kind in (INT, FLOAT):
+            numbers[column] = [_number(cell) if cell else None for cell in cells]
+        for i, cell in enumerate(cells):
+            if not cell:
+                if rule.required:
+                    add(i, column, "", "required value is empty")
+                continue
+            if rule.kind == ENUM and cell not in rule.allowed:
+                add(i, column, cell, f"not one of: {', '.join(rule.allowed)}")
+            elif rule.kind == BOOL and cell.lower() not in ("true", "false"):
+                add(i, column, cell, "must be true or false")
+            elif rule.kind in (INT, FLOAT):
+                value = numbers[column][i]
+                if value is None:
+                    add(i, column, cell, "not a number")
+                elif rule.kind == INT and value % 1 != 0:
+                    add(i, column, cell, "must be a whole number")
+                elif rule.minimum is not None and value < rule.minimum:
+                    add(i, column, cell, f"must be >= {rule.minimum:g}")
+                elif rule.maximum is not None and value > rule.maximum:
+                    add(i, column, cell, f"must be <= {rule.maximum:g}")
+    for events, n in EVENT_LIMITS:
+        if events not in numbers or n not in numbers:
+            continue
+        for i, (ev, size) in enumerate(zip(numbers[events], numbers[n], strict=True)):
+            if ev is not None and size is not None and ev > size:
+                add(i, events, text[events].iloc[i], f"exceeds {n} ({text[n].iloc[i]})")
+    lows = numbers.get("effect_ci_low", [None] * len(text))
+    highs = numbers.get("effect_ci_high", [None] * len(text))
+    for i, (low, high) in enumerate(zip(lows, highs, strict=True)):
+        if low is not None and high is not None and low > high:
+            add(i, "effect_ci_low", text["effect_ci_low"].iloc[i], "above effect_ci_high")
+    if "record_id" in text.columns:
+        first: dict[str, int] = {}
+        for i, rid in enumerate(ids):
+            if rid and rid in first:
+                add(i, "record_id", rid, f"duplicate record_id (first in row {first[rid] + 1})")
+            first.setdefault(rid, i)
+    if "design" in text.columns:
+        for column, rule in SCHEMA.items():
+            if rule.arm2 and column in text.columns:
+                for i in np.flatnonzero((text["design"] == "single_arm") & (text[column] != "")):
+                    add(int(i), column, text[column].iloc[i], "a single-arm record has no arm 2")
+    if "source_quote" in text.columns:
         derived = text["derived"] if "derived" in text.columns else pd.Series("", index=text.index)
         for i, quote in enumerate(text["source_quote"]):
-            tokens = _number_tokens(quote)
+            printed, assigned = quote_numbers(quote), derived_columns(derived.iloc[i])
             for column in NUMBERS:
-                value = numeric.get(column, pd.Series(dtype=float))
-                if column not in numeric or pd.isna(value.iloc[i]):
+                value = numbers.get(column, [None] * len(text))[i]
+                if value is None or column in assigned or value in printed:
                     continue
-                if re.search(rf"\b{column}\b", derived.iloc[i]):
-                    continue
-                if float(value.iloc[i]) not in tokens:
-                    add(
-                        i,
-                        column,
-                        value.iloc[i],
-                        "number does not appear in source_quote and the row's 'derived' "
-                        "does not name this column",
-                    )
+                add(
+                    i,
+                    column,
+                    text[column].iloc[i],
+                    "number not found in source_quote, and 'derived' does not assign this "
+                    f"column (write e.g. '{column} = <formula>' there)",
+                )
     return problems
 
 
