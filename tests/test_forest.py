@@ -11,7 +11,7 @@ import pytest
 from _reference import load_case
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from ketameta import escalc, meta, subgroup
+from ketameta import escalc, meta, meta_mh, subgroup
 from ketameta.plots import forest, save
 
 BCG_ARMS = {"events1": "tpos", "n1": "n1", "events2": "cpos", "n2": "n2"}
@@ -245,6 +245,19 @@ def test_sorting_columns_and_bad_options(bcg):
         forest(res, xlim=(0.0, 2.0))
     with pytest.raises(ValueError, match="arm_columns: 'tp'"):
         forest(res, arm_columns={"events1": "tp"})
+
+
+def test_results_without_per_study_weights_are_refused_by_name():
+    frame = load_case("escalc_rr_bcg")[0]
+    res = meta_mh(
+        events1=frame["tpos"],
+        n1=frame["tpos"] + frame["tneg"],
+        events2=frame["cpos"],
+        n2=frame["cpos"] + frame["cneg"],
+        measure="RR",
+    )
+    with pytest.raises(TypeError, match="BinaryResult has no studies, weights"):
+        forest(res)
 
 
 def test_continuous_arms_from_escalc_inputs():

@@ -122,6 +122,12 @@ def forest(
     if xlim is not None and (len(xlim) != 2 or not xlim[0] < xlim[1]):
         raise ValueError(f"xlim must be (low, high) with low < high, got {xlim!r}")
     overall_like = result if not hasattr(result, "results") else _first_result(result)
+    missing = [a for a in ("studies", "weights", "tau2", "pi_low") if not hasattr(overall_like, a)]
+    if missing:
+        raise TypeError(
+            f"result: forest() draws a MetaResult or a SubgroupResult; {type(result).__name__} "
+            f"has no {', '.join(missing)}"
+        )
     measure = getattr(overall_like, "measure", None)
     ratio = is_ratio(measure)
     if ratio and xlim is not None and xlim[0] <= 0:
