@@ -327,29 +327,24 @@ def _binary(measure, a, rows, add, to, drop00, shown):
     yi, vi = core.two_by_two(ai, n1, ci, n2, measure, add, to)
     rows = np.asarray(rows, dtype=object)
     double_zero = ((ai == 0) & (ci == 0)) | ((ai == n1) & (ci == n2))
-    keep = np.ones(ai.shape, dtype=bool)
-    excluded: list[tuple[str, str]] = []
-    for row in rows[double_zero]:
-        if drop00:
-            excluded.append((str(row), "no events (or only events) in both arms (drop00=True)"))
-        else:
-            warnings.warn(
-                f"row {row}: no events (or only events) in both arms; kept with the "
-                f"continuity correction (add={add:g}, to={to!r}), as metafor (drop00=True "
-                "drops it)",
-                ZeroCellWarning,
-                stacklevel=3,
-            )
-    if drop00:
-        keep &= ~double_zero
-    failed = keep & ~(np.isfinite(yi) & np.isfinite(vi))
-    for row in rows[failed]:
-        excluded.append(
-            (
-                str(row),
-                f"zero cell without continuity correction (to={to!r}): {measure} not computable",
-            )
+    computable = np.isfinite(yi) & np.isfinite(vi)
+    keep = ~double_zero if drop00 else np.ones(ai.shape, dtype=bool)
+    excluded = [
+        (str(row), "no events (or only events) in both arms (drop00=True)")
+        for row in rows[double_zero & ~keep]
+    ]
+    for row in rows[double_zero & keep & computable]:
+        warnings.warn(
+            f"row {row}: no events (or only events) in both arms; kept as metafor does "
+            f"(add={add:g}, to={to!r}; drop00=True drops it)",
+            ZeroCellWarning,
+            stacklevel=3,
         )
+    failed = keep & ~computable
+    excluded += [
+        (str(row), f"zero cell without continuity correction (to={to!r}): {measure} not computable")
+        for row in rows[failed]
+    ]
     keep &= ~failed
     for row, reason in excluded:
         warnings.warn(f"row {row} excluded: {reason}", ExcludedStudyWarning, stacklevel=3)
