@@ -301,3 +301,10 @@ def test_result_objects_delegate_to_forest(bcg, bcg_by_alloc):
     assert len(gid(meta(data=bcg).plot_forest().axes[1], "study")) == 13
     fig = bcg_by_alloc.plot_forest()
     assert len(gid(fig.axes[1], "diamond-overall")) == 1
+
+
+def test_columns_can_be_switched_off(bcg):
+    fig = forest(meta(data=bcg), arm_columns=BCG_ARMS, show_arms=False, show_weights=False)
+    headers = [t.get_text() for t in fig.texts]
+    assert "Events/Total" not in headers and "Weight" not in headers and "RR [95% CI]" in headers
+    assert not any(t.endswith("%") for t in texts(fig.axes[2]))

@@ -98,3 +98,18 @@ def test_bad_arguments_are_named():
         format_summary(pd.DataFrame({"a": [1.0]}), digits=-1)
     with pytest.raises(TypeError, match="table must be"):
         to_html([1, 2, 3])
+
+
+def test_f_test_degrees_of_freedom_pair():
+    frame = pd.DataFrame(
+        {"yi": [-0.5, -0.2, -0.4, -0.1], "vi": [0.04, 0.05, 0.03, 0.02], "g": ["a", "a", "b", "b"]}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sub = subgroup(frame, "g", method="DL", test="knha")
+    tests = sub.tests()
+    cells = format_summary(tests)
+    row = tests.index[tests["distribution"] == "F"][0]
+    df1, df2 = tests.loc[row, "df"]
+    assert cells.loc[row, "df"] == f"{df1:.0f}, {df2:.0f}"
+    assert cells.loc[row, "pvalue"] == format_p(tests.loc[row, "pvalue"])
