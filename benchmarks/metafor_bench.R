@@ -1,31 +1,86 @@
-# metafor side of benchmarks/run.py: prints one JSON line {workload: median seconds}.
-# Same data generator (different RNG): vi ~ U(0.01, 0.2); yi ~ N(0.3, 0.1 + vi).
+# metafor side of benchmarks/run.py (run as: Rscript metafor_bench.R DATADIR).
+# Reads the data sets run.py wrote to DATADIR (the same numbers ketameta uses, %.17g), times
+# metafor on each workload with metafor's DEFAULT settings, and writes to DATADIR:
+#   metafor_times.csv                workload, median seconds, repeats
+#   metafor_<check>.csv              the numbers run.py compares with ketameta's.
+# Single fits are re-fitted for the comparison with control = list(threshold = 1e-12,
+# maxiter = 1000) (metafor's default REML threshold 1e-5 stops early); the other workloads are
+# compared as timed (defaults), so their REML tau2 differ by metafor's early stop.
+# Environment: KETAMETA_BENCH_QUICK=1 (fewer repeats), KETAMETA_BENCH_FULL=1 (also GOSH REML
+# k = 16, about 6 minutes in metafor).
 suppressPackageStartupMessages(library(metafor))
+dir <- commandArgs(trailingOnly = TRUE)[1]
 quick <- Sys.getenv("KETAMETA_BENCH_QUICK") == "1"
-med <- function(f, reps) { f(); median(sapply(seq_len(reps), function(i) system.time(f())[["elapsed"]])) }
-gen <- function(k, seed) { set.seed(seed); vi <- runif(k, 0.01, 0.2); list(yi = rnorm(k, 0.3, sqrt(0.1 + vi)), vi = vi) }
-out <- list()
+full <- Sys.getenv("KETAMETA_BENCH_FULL") == "1"
+tight <- list(threshold = 1e-12, maxiter = 1000)
+
+med <- function(f, reps) {
+  f()  # warm-up
+  median(sapply(seq_len(reps), function(i) system.time(f())[["elapsed"]]))
+}
+read <- function(name) read.csv(file.path(dir, paste0(name, ".csv")))
+put <- function(name, ...) {
+  cols <- list(...)
+  body <- do.call(cbind, lapply(cols, function(x) sprintf("%.17g", x)))
+  colnames(body) <- names(cols)
+  write.csv(body, file.path(dir, paste0("metafor_", name, ".csv")), row.names = FALSE,
+            quote = FALSE)
+}
+times <- data.frame(workload = character(), seconds = numeric(), repeats = integer())
+time_it <- function(workload, f, reps) {
+  times[nrow(times) + 1, ] <<- list(workload, med(f, reps), reps)
+}
+
 reps <- if (quick) 3 else 20
 for (k in c(20, 2000)) {
-  d <- gen(k, 1)
+  d <- read(sprintf("single_k%d", k))
   for (m in c("DL", "REML")) {
-    r <- if (k == 2000 && m == "REML") 1 else reps
-    out[[sprintf("%s fit, k=%d", m, k)]] <- med(function() rma(d$yi, d$vi, method = m), r)
+    r <- if (k == 2000 && m == "REML") 1 else if (k == 2000) 3 else reps
+    time_it(sprintf("%s fit, k=%d", m, k), function() rma(d$yi, d$vi, method = m), r)
+    fit <- rma(d$yi, d$vi, method = m, control = tight)
+    put(sprintf("single_%s_k%d", m, k), estimate = fit$b[1], tau2 = fit$tau2)
   }
 }
-d <- lapply(1:1000, function(i) gen(20, 100 + i))
-out[["1,000 REML fits, k=20"]] <- med(function() for (x in d) try(rma(x$yi, x$vi, method = "REML"), silent = TRUE), 1)
-d <- gen(20, 2); x <- rnorm(20)
-res <- rma(d$yi, d$vi, mods = ~ x, method = "REML")
-out[["permutation test, 1,000 perms, k=20"]] <- med(function() permutest(res, iter = 1000, progbar = FALSE), 1)
+
+b <- as.matrix(read("batch"))
+k <- ncol(b) / 2
+Y <- b[, 1:k]
+V <- b[, (k + 1):(2 * k)]
+tau2 <- numeric(nrow(Y))
+time_it("1,000 REML fits, k=20", function() {
+  for (i in seq_len(nrow(Y))) {
+    tau2[i] <<- tryCatch(rma(Y[i, ], V[i, ], method = "REML")$tau2, error = function(e) NA)
+  }
+}, 1)
+put("batch", tau2 = tau2)  # NA where metafor's Fisher scoring did not converge (an error)
+
+d <- read("perm")
+res <- rma(d$yi, d$vi, mods = ~ x, data = d, method = "REML")
+time_it("permutation test, 1,000 perms, k=20",
+        function() permutest(res, iter = 1000, progbar = FALSE), 1)
+put("perm", coef = res$b[2], qm = res$QM)
+
 for (k in c(12, 16)) {
-  d <- gen(k, 4)
+  d <- read(sprintf("gosh_k%d", k))
   for (m in c("DL", "REML")) {
+    if (k == 16 && m == "REML" && !full) next
     res <- rma(d$yi, d$vi, method = m)
-    out[[sprintf("GOSH all subsets, k=%d, %s", k, m)]] <- med(function() gosh(res, progbar = FALSE), 1)
+    g <- NULL
+    time_it(sprintf("GOSH all subsets, k=%d, %s", k, m),
+            function() g <<- gosh(res, progbar = FALSE), 1)
+    code <- as.vector(as.matrix(g$incl) %*% 2^(0:(k - 1)))
+    o <- order(code)
+    put(sprintf("gosh_%s_k%d", m, k), estimate = g$res$estimate[o], tau2 = g$res$tau2[o])
   }
 }
-d <- gen(200, 5); res <- rma(d$yi, d$vi, method = "REML")
-out[["leave-one-out, k=200"]] <- med(function() leave1out(res), 1)
-out[["influence, k=200"]] <- med(function() influence(res), 1)
-cat(paste0("{", paste(sprintf('"%s": %.6g', names(out), unlist(out)), collapse = ", "), "}"), "\n")
+
+d <- read("loo_k200")
+res <- rma(d$yi, d$vi, method = "REML")
+l <- NULL
+inf <- NULL
+time_it("leave-one-out, k=200", function() l <<- leave1out(res), 1)
+time_it("influence, k=200", function() inf <<- influence(res), 1)
+put("loo", estimate = l$estimate, tau2 = l$tau2)
+put("influence", tau2_del = inf$inf$tau2.del, cooks_d = inf$inf$cook.d)
+
+write.csv(times, file.path(dir, "metafor_times.csv"), row.names = FALSE)
