@@ -1,9 +1,10 @@
 """Common-effect pooling of 2x2 tables: ``meta_mh()`` (Mantel-Haenszel) and ``meta_peto()``.
 
-The pooled estimate uses the raw counts, as metafor's ``rma.mh()``/``rma.peto()``; the
-heterogeneity statistic Q (and I², H²) uses the per-study effects with the continuity
-correction (``add``/``to``), tables without any event (or with only events) in both arms left
-out of Q (``drop00=True``) and listed in ``excluded``.
+The pooled estimate uses the raw counts, as metafor's ``rma.mh()``/``rma.peto()``. The
+heterogeneity statistic Q (with I², H²) uses the per-study effects ``yi``/``vi`` computed as
+``escalc()`` does, with the continuity correction ``add``/``to``; with ``drop00=True`` tables
+without events (or with only events) in both arms are left out of Q, listed in ``excluded`` and
+named in a :class:`~ketameta.exceptions.ZeroCellWarning`.
 """
 
 from __future__ import annotations
@@ -17,14 +18,30 @@ import pandas as pd
 from scipy import stats
 
 from ketameta._core import binary as core
-from ketameta._core.effects import two_by_two
-from ketameta.exceptions import ZeroCellWarning
+from ketameta._inputs import frozen, labels_from_data, labels_from_sequence
+from ketameta.exceptions import ExcludedStudyWarning, ZeroCellWarning
 from ketameta.results import ResultMixin
 
+_ARGS = ("events1", "n1", "events2", "n2")
+_RATIO = ("OR", "RR", "PETO")
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
 class BinaryResult(ResultMixin):
-    """A Mantel-Haenszel or Peto pooled result (log scale for OR, RR and Peto's OR)."""
+    """A Mantel-Haenszel or Peto common-effect result (metafor's ``rma.mh``/``rma.peto`` record).
+
+    Attributes (metafor's names in brackets): ``k`` [k, all tables]; ``estimate`` [b; log OR,
+    log RR or RD, log OR for Peto], ``se``, ``statistic`` [zval], ``pvalue`` [pval],
+    ``ci_low``/``ci_high`` [ci.lb/ci.ub]; ``q``, ``q_df`` (k.yi - 1), ``q_pvalue`` [QE, QEp],
+    ``i2`` (percent), ``h2`` [I2, H2]; ``measure`` ("OR", "RR", "RD" or "PETO"), ``method``
+    ("MH" or "PETO"), ``level`` (percent); ``labels``; ``yi``/``vi``: the per-study effects used
+    for Q, aligned with ``labels`` (NaN for tables left out of Q); ``excluded``: ``(label,
+    reason)`` of the tables left out of Q; for the MH odds ratio ``cmh``/``cmh_pvalue`` [MH,
+    MHp], ``tarone``/``tarone_pvalue`` [TA, TAp], ``breslow_day``/``breslow_day_pvalue`` [BD,
+    BDp] and ``k_pos`` [k.pos] (None otherwise; ``k_pos`` also for Peto); the options ``add``,
+    ``to``, ``drop00`` and ``correct``. ``exp_estimate``, ``exp_ci_low``, ``exp_ci_high``
+    back-transform the ratio measures (None for RD).
+    """
 
     k: int
     estimate: float
@@ -47,13 +64,49 @@ class BinaryResult(ResultMixin):
     excluded: tuple[tuple[str, str], ...] = ()
     cmh: float | None = None
     cmh_pvalue: float | None = None
-    _title = "Common-effect pooling of 2x2 tables"
+    tarone: float | None = None
+    tarone_pvalue: float | None = None
+    breslow_day: float | None = None
+    breslow_day_pvalue: float | None = None
+    k_pos: int | None = None
+    add: float = 0.5
+    to: str = "only0"
+    drop00: bool = True
+    correct: bool | None = None
+
+    @property
+    def _title(self) -> str:  # type: ignore[override]
+        name = "Mantel-Haenszel" if self.method == "MH" else "Peto"
+        return f"{name} common-effect model ({self.measure}, k = {self.k})"
+
+    def _exp(self, value: float) -> float | None:
+        return float(np.exp(value)) if self.measure in _RATIO else None
+
+    @property
+    def exp_estimate(self) -> float | None:
+        """``exp(estimate)`` for OR, RR and Peto's OR; None for RD."""
+        return self._exp(self.estimate)
+
+    @property
+    def exp_ci_low(self) -> float | None:
+        """``exp(ci_low)`` for ratio measures; None for RD."""
+        return self._exp(self.ci_low)
+
+    @property
+    def exp_ci_high(self) -> float | None:
+        """``exp(ci_high)`` for ratio measures; None for RD."""
+        return self._exp(self.ci_high)
 
     def summary(self) -> pd.DataFrame:
-        """One row; ``exp_*`` columns back-transform ratio measures."""
-        row = {
+        """One row: the pooled estimate, its test, Q/I²/H² and the OR tests.
+
+        ``scale`` says how ``estimate`` is expressed ("log" for OR, RR and Peto, "identity" for
+        RD); ratio measures add ``exp_estimate``, ``exp_ci_low``, ``exp_ci_high``.
+        """
+        row: dict[str, Any] = {
             "method": self.method,
             "measure": self.measure,
+            "scale": "log" if self.measure in _RATIO else "identity",
             "k": self.k,
             "estimate": self.estimate,
             "se": self.se,
@@ -61,170 +114,307 @@ class BinaryResult(ResultMixin):
             "pvalue": self.pvalue,
             "ci_low": self.ci_low,
             "ci_high": self.ci_high,
-            "q": self.q,
-            "q_df": self.q_df,
-            "q_pvalue": self.q_pvalue,
-            "i2": self.i2,
-            "h2": self.h2,
         }
-        if self.measure in ("OR", "RR", "PETO"):
+        if self.measure in _RATIO:
             row.update(
-                exp_estimate=np.exp(self.estimate),
-                exp_ci_low=np.exp(self.ci_low),
-                exp_ci_high=np.exp(self.ci_high),
+                exp_estimate=self.exp_estimate,
+                exp_ci_low=self.exp_ci_low,
+                exp_ci_high=self.exp_ci_high,
             )
+        row.update(q=self.q, q_df=self.q_df, q_pvalue=self.q_pvalue, i2=self.i2, h2=self.h2)
         if self.cmh is not None:
-            row.update(cmh=self.cmh, cmh_pvalue=self.cmh_pvalue)
-        return pd.DataFrame([row])
+            row.update(
+                cmh=self.cmh,
+                cmh_pvalue=self.cmh_pvalue,
+                tarone=self.tarone,
+                tarone_pvalue=self.tarone_pvalue,
+            )
+        return pd.DataFrame([row], index=["estimate"])
 
 
-def _counts(events1, n1, events2, n2, data, labels):
-    arrays = []
-    for name, value in (("events1", events1), ("n1", n1), ("events2", events2), ("n2", n2)):
+def _problem_rows(labels, bad) -> str:
+    return ", ".join(labels[i] for i in np.flatnonzero(bad))
+
+
+def _read_counts(inputs: dict, data, labels) -> tuple[list[np.ndarray], tuple[str, ...], dict]:
+    """Four checked float arrays, the labels, and how each argument is named in messages."""
+    arrays, shown = [], {}
+    for name in _ARGS:
+        value = inputs[name]
         if value is None:
             raise ValueError(f"'{name}' is required")
-        if isinstance(value, str):
-            if data is None or value not in data.columns:
-                raise ValueError(f"column {value!r} (for '{name}') is not in data")
-            value = data[value]
-        arr = np.asarray(value, dtype=float).reshape(-1)
+        if data is not None:
+            if not isinstance(value, str) or value not in data.columns:
+                raise ValueError(f"'{name}': column {value!r} is not in 'data'")
+            shown[name] = f"'{name}' (column {value!r})"
+            column = data[value]
+            if not pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(
+                column.dtype
+            ):
+                raise ValueError(f"{shown[name]} must be numeric, got dtype {column.dtype}")
+            value = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            shown[name] = f"'{name}'"
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{shown[name]} must be numeric: {err}") from None
+        if arr.ndim != 1:
+            raise ValueError(f"{shown[name]} must be one-dimensional, got shape {arr.shape}")
         if arrays and arr.size != arrays[0].size:
-            raise ValueError(f"length of '{name}' ({arr.size}) differs from the others")
+            raise ValueError(
+                f"length of {shown[name]} ({arr.size}) differs from 'events1' ({arrays[0].size})"
+            )
         arrays.append(arr)
-    a, n1_, c, n2_ = arrays
-    k = a.size
+    k = arrays[0].size
     if k == 0:
-        raise ValueError("no studies (k = 0)")
-    rows = (
-        [str(x) for x in labels]
-        if labels is not None
-        else [str(i) for i in (data.index if data is not None else range(1, k + 1))]
-    )
-    for name, arr in zip(("events1", "n1", "events2", "n2"), arrays, strict=True):
+        raise ValueError("'events1' is empty: no studies (k = 0)")
+    rows = labels_from_data(data, labels) if data is not None else labels_from_sequence(labels, k)
+    for name, arr in zip(_ARGS, arrays, strict=True):
         bad = ~np.isfinite(arr)
         if bad.any():
             raise ValueError(
-                f"'{name}' has missing or infinite values in rows "
-                f"{', '.join(r for r, m in zip(rows, bad, strict=True) if m)}"
+                f"{shown[name]} is missing or infinite in rows {_problem_rows(rows, bad)}"
             )
         if (arr < 0).any():
-            raise ValueError(f"'{name}' must not be negative")
-    for ev, n, name in ((a, n1_, "events1"), (c, n2_, "events2")):
-        if (ev > n).any():
-            raise ValueError(
-                f"'{name}' exceeds its n in rows "
-                f"{', '.join(r for r, m in zip(rows, ev > n, strict=True) if m)}"
+            raise ValueError(f"{shown[name]} is negative in rows {_problem_rows(rows, arr < 0)}")
+    for name in ("n1", "n2"):
+        arr = arrays[_ARGS.index(name)]
+        if (arr == 0).any():
+            raise ValueError(f"{shown[name]} is 0 in rows {_problem_rows(rows, arr == 0)}")
+    for ev, n in (("events1", "n1"), ("events2", "n2")):
+        over = arrays[_ARGS.index(ev)] > arrays[_ARGS.index(n)]
+        if over.any():
+            raise ValueError(f"{shown[ev]} exceeds {shown[n]} in rows {_problem_rows(rows, over)}")
+    return arrays, rows, shown
+
+
+def _check_options(level, add, to) -> float:
+    if isinstance(level, bool) or not isinstance(level, int | float | np.integer | np.floating):
+        raise ValueError(f"'level' must be a number (percent), got {level!r}")
+    if not 0.0 < float(level) < 100.0:
+        raise ValueError(f"'level' must be a percentage in (0, 100), got {level!r}")
+    if isinstance(add, bool) or not isinstance(add, int | float) or not np.isfinite(add) or add < 0:
+        raise ValueError(f"'add' must be a non-negative number, got {add!r}")
+    if to not in core.TO_OPTIONS:
+        raise ValueError(f"'to' must be one of {', '.join(core.TO_OPTIONS)}, got {to!r}")
+    return float(level)
+
+
+def _exclusions(a, b, c, d, yi, rows, drop00, add, to, measure) -> tuple[tuple[str, str], ...]:
+    """List (and warn about) every table left out of Q; warn about double-zero tables kept."""
+    double = core.double_zero(a, b, c, d)
+    out = []
+    for i, label in enumerate(rows):
+        if double[i] and drop00:
+            reason = "no events (or only events) in both arms (drop00=True): left out of Q"
+            out.append((label, reason))
+            warnings.warn(f"study {label!r}: {reason}", ZeroCellWarning, stacklevel=3)
+        elif not np.isfinite(yi[i]):
+            reason = (
+                f"zero cell without continuity correction (to={to!r}): {measure} not computable"
             )
-    return a, n1_ - a, c, n2_ - c, rows
+            out.append((label, f"{reason}; left out of Q"))
+            warnings.warn(f"study {label!r}: {reason}", ExcludedStudyWarning, stacklevel=3)
+        elif double[i]:
+            warnings.warn(
+                f"study {label!r}: no events (or only events) in both arms; kept in Q with "
+                f"add={add:g}, to={to!r} (drop00=False)",
+                ZeroCellWarning,
+                stacklevel=3,
+            )
+    return tuple(out)
 
 
-def _finish(method, measure, est, se, yi, vi, rows, level, cmh=None, q=None) -> BinaryResult:
-    z = stats.norm.ppf(0.5 + level / 200.0)
-    ok = np.isfinite(yi) & np.isfinite(vi)
-    excluded = tuple(
-        (r, "no events (or only events) in both arms: left out of Q")
-        for r, keep in zip(rows, ok, strict=True)
-        if not keep
-    )
-    for r, reason in excluded:
-        warnings.warn(f"row {r}: {reason}", ZeroCellWarning, stacklevel=3)
-    if q is None:
-        q = float(np.sum((yi[ok] - est) ** 2 / vi[ok]))
-    df = int(ok.sum()) - 1
-    i2 = max(0.0, 100.0 * (q - df) / q) if q > 0 else 0.0
+def _result(pooled, het, level, yi, vi, rows, excluded, **extra) -> BinaryResult:
+    est, se = float(pooled.estimate), float(pooled.se)
+    crit = stats.norm.isf((1.0 - level / 100.0) / 2.0)
+    z = est / se
     return BinaryResult(
         k=len(rows),
         estimate=est,
         se=se,
-        statistic=est / se,
-        pvalue=float(2 * stats.norm.sf(abs(est / se))),
-        ci_low=est - z * se,
-        ci_high=est + z * se,
-        q=q,
-        q_df=df,
-        q_pvalue=float(stats.chi2.sf(q, df)) if df > 0 else float("nan"),
-        i2=i2,
-        h2=q / df if df > 0 else float("nan"),
-        measure=measure,
-        method=method,
+        statistic=z,
+        pvalue=float(2.0 * stats.norm.sf(abs(z))),
+        ci_low=est - crit * se,
+        ci_high=est + crit * se,
+        q=float(het.q),
+        q_df=int(het.q_df),
+        q_pvalue=float(het.q_pvalue),
+        i2=float(het.i2),
+        h2=float(het.h2),
         level=level,
         labels=tuple(rows),
-        yi=yi,
-        vi=vi,
+        yi=frozen(yi),
+        vi=frozen(vi),
         excluded=excluded,
-        cmh=None if cmh is None else cmh[0],
-        cmh_pvalue=None if cmh is None else cmh[1],
+        **extra,
     )
 
 
 def meta_mh(
-    events1=None,
-    n1=None,
-    events2=None,
-    n2=None,
+    events1: Any = None,
+    n1: Any = None,
+    events2: Any = None,
+    n2: Any = None,
     *,
     data: pd.DataFrame | None = None,
     measure: Literal["OR", "RR", "RD"] = "OR",
-    level: float = 95.0,
+    level: float = 95,
     correct: bool = True,
     add: float = 0.5,
-    to: str = "only0",
+    to: Literal["only0", "all", "if0all", "none"] = "only0",
+    drop00: bool = True,
     labels: Any = None,
 ) -> BinaryResult:
-    """Mantel-Haenszel pooling, as metafor's ``rma.mh()``.
+    """Mantel-Haenszel common-effect pooling of 2x2 tables, as metafor's ``rma.mh()``.
 
-    Returns the MH estimate (log scale for OR and RR) with its SE (Robins-Breslow-Greenland for
-    OR, Greenland-Robins for RR, Sato/Greenland-Robins for RD), z test and CI, Q from the
-    per-study effects, I², H² and, for OR, the Cochran-Mantel-Haenszel test (``cmh``).
+    Parameters
+    ----------
+    events1, n1, events2, n2 : array-like or str
+        Events and sample size in group 1 (treatment) and group 2 (control); column names when
+        ``data`` is given. Counts must be finite, non-negative, with events <= n and n > 0.
+    data : DataFrame, optional
+        Table holding the columns; labels then come from ``labels``, a ``label`` or
+        ``study_label`` column, or the index.
+    measure : {"OR", "RR", "RD"}
+        Odds ratio, risk ratio (both on the log scale) or risk difference.
+    level : float
+        Confidence level in percent.
+    correct : bool
+        Continuity correction of the Cochran-Mantel-Haenszel test (OR only).
+    add, to, drop00
+        Continuity correction and double-zero handling of the per-study ``yi``/``vi`` used for
+        Q, I² and H² only (as ``escalc()``); the MH estimate always uses the raw counts.
+    labels : sequence or str, optional
+        Study labels (default ``"Study 1"``, ...), or a column name of ``data``.
+
+    Returns
+    -------
+    BinaryResult
+        ``estimate`` (log OR, log RR or RD), ``se``, z test, CI, Q/I² (percent)/H², per-study
+        ``yi``/``vi``, ``excluded``; for OR also the CMH test (``cmh``), Tarone's test
+        (``tarone``) and the Breslow-Day test (``breslow_day``).
+
+    Notes
+    -----
+    With ``a, b, c, d`` the cells and ``n`` the table total: OR = sum(a d / n) / sum(b c / n)
+    with the Robins-Breslow-Greenland variance; RR = sum(a n2 / n) / sum(c n1 / n) with the
+    Greenland-Robins variance; RD = sum((a n2 - c n1) / n) / sum(n1 n2 / n) with the Sato,
+    Greenland & Robins (1989) variance. Tables without events in both arms stay in the MH sums
+    (they add nothing to OR or RR, but their sizes enter the RD weights), as metafor. Q =
+    sum((yi - estimate)^2 / vi) over the computable ``yi``, df = their number - 1. The estimate
+    is NaN (with a ``ZeroCellWarning``) when the MH ratio is 0 or undefined, as metafor's NA.
+    Validated against metafor 3.8.1 (``tests/test_binary_reference.py``) to 1e-8 relative.
 
     Examples
     --------
     >>> res = meta_mh([4, 6, 3], [123, 306, 231], [11, 29, 11], [139, 303, 220])
-    >>> round(float(np.exp(res.estimate)), 3)
-    0.243
+    >>> round(res.exp_estimate, 3), res.q_df
+    (0.243, 2)
     """
-    if measure not in ("OR", "RR", "RD"):
-        raise ValueError(f"measure must be 'OR', 'RR' or 'RD', got {measure!r}")
-    a, b, c, d, rows = _counts(events1, n1, events2, n2, data, labels)
-    est, se = core.mantel_haenszel(a, b, c, d, measure)
-    yi, vi = two_by_two(a, a + b, c, c + d, measure, add, to)
-    double = ((a == 0) & (c == 0)) | ((b == 0) & (d == 0))
-    yi, vi = np.where(double, np.nan, yi), np.where(double, np.nan, vi)
-    cmh = core.cmh_test(a, b, c, d, correct=correct) if measure == "OR" else None
-    return _finish("MH", measure, est, se, yi, vi, rows, level, cmh)
+    if measure not in core.MH_MEASURES:
+        raise ValueError(f"'measure' must be one of OR, RR, RD, got {measure!r}")
+    level = _check_options(level, add, to)
+    inputs = dict(events1=events1, n1=n1, events2=events2, n2=n2)
+    (a, m1, c, m2), rows, _ = _read_counts(inputs, data, labels)
+    b, d = m1 - a, m2 - c
+    pooled = core.mantel_haenszel(a, b, c, d, measure)
+    if not np.isfinite(pooled.estimate):
+        warnings.warn(
+            f"the MH {measure} is 0 or undefined (no events, or no non-events, in one group "
+            "across all tables): estimate is NaN",
+            ZeroCellWarning,
+            stacklevel=2,
+        )
+    yi, vi = core.per_study(a, b, c, d, measure, add=add, to=to, drop00=drop00)
+    excluded = _exclusions(a, b, c, d, yi, rows, drop00, add, to, measure)
+    het = core.heterogeneity(yi, vi, pooled.estimate)
+    extra: dict[str, Any] = {}
+    if measure == "OR":
+        cmh = core.cmh_test(a, b, c, d, correct=correct)
+        bd, ta = core.tarone_test(a, b, c, d, np.exp(pooled.estimate))
+        extra = dict(
+            cmh=float(cmh.statistic),
+            cmh_pvalue=float(cmh.pvalue),
+            tarone=float(ta.statistic),
+            tarone_pvalue=float(ta.pvalue),
+            breslow_day=float(bd.statistic),
+            breslow_day_pvalue=float(bd.pvalue),
+            k_pos=int(ta.df + 1) if np.isfinite(ta.df) else 0,
+        )
+    return _result(
+        pooled,
+        het,
+        level,
+        yi,
+        vi,
+        rows,
+        excluded,
+        measure=measure,
+        method="MH",
+        add=add,
+        to=to,
+        drop00=drop00,
+        correct=correct,
+        **extra,
+    )
 
 
 def meta_peto(
-    events1=None,
-    n1=None,
-    events2=None,
-    n2=None,
+    events1: Any = None,
+    n1: Any = None,
+    events2: Any = None,
+    n2: Any = None,
     *,
     data: pd.DataFrame | None = None,
-    level: float = 95.0,
+    level: float = 95,
     add: float = 0.5,
-    to: str = "only0",
+    to: Literal["only0", "all", "if0all", "none"] = "only0",
+    drop00: bool = True,
     labels: Any = None,
 ) -> BinaryResult:
     """Peto's one-step odds ratio, as metafor's ``rma.peto()`` (log scale).
 
+    Arguments as :func:`meta_mh`. The estimate is sum(O - E) / sum(V) on the raw counts, with
+    O - E the observed minus expected events in group 1 and V the hypergeometric variance; SE
+    = 1 / sqrt(sum(V)). Q is Peto's: sum((O - E)^2 / V) - sum(O - E)^2 / sum(V) over the tables
+    with V > 0; its df is the number of computable per-study ``yi`` (``escalc("PETO")`` with
+    ``add``/``to``/``drop00``) minus 1, and p, I², H² are reported only when more than one table
+    has V > 0 (else 1, 0, 1), as metafor. Raises ValueError when no table has both outcomes.
+    Validated against metafor 3.8.1 to 1e-8 relative.
+
     Examples
     --------
     >>> res = meta_peto([4, 6, 3], [123, 306, 231], [11, 29, 11], [139, 303, 220])
-    >>> res.measure, res.k
-    ('PETO', 3)
+    >>> res.measure, res.k, round(res.exp_estimate, 3)
+    ('PETO', 3, 0.29)
     """
-    a, b, c, d, rows = _counts(events1, n1, events2, n2, data, labels)
-    est, se, raw_oe, raw_v = core.peto(a, b, c, d)
-    # metafor's Q for Peto uses the uncorrected per-table O - E and V (tables with V = 0 out)
-    informative = raw_v > 0
-    q = float(
-        np.sum(raw_oe[informative] ** 2 / raw_v[informative]) - raw_oe.sum() ** 2 / raw_v.sum()
+    level = _check_options(level, add, to)
+    inputs = dict(events1=events1, n1=n1, events2=events2, n2=n2)
+    (a, m1, c, m2), rows, _ = _read_counts(inputs, data, labels)
+    b, d = m1 - a, m2 - c
+    pooled, q, k_pos = core.peto(a, b, c, d)
+    if not np.isfinite(pooled.estimate):
+        raise ValueError(
+            "'events1'/'events2': one of the two outcomes never occurs in any table; "
+            "Peto's method cannot be used"
+        )
+    yi, vi = core.per_study(a, b, c, d, "PETO", add=add, to=to, drop00=drop00)
+    excluded = _exclusions(a, b, c, d, yi, rows, drop00, add, to, "PETO")
+    het = core.heterogeneity(yi, vi, pooled.estimate, q=q, several=k_pos > 1)
+    return _result(
+        pooled,
+        het,
+        level,
+        yi,
+        vi,
+        rows,
+        excluded,
+        measure="PETO",
+        method="PETO",
+        add=add,
+        to=to,
+        drop00=drop00,
+        k_pos=int(k_pos),
     )
-    zero = (a == 0) | (b == 0) | (c == 0) | (d == 0)
-    shift = np.where(zero if to == "only0" else np.full(a.shape, to == "all"), add, 0.0)
-    _, _, oe, v = core.peto(a + shift, b + shift, c + shift, d + shift)
-    double = ((a == 0) & (c == 0)) | ((b == 0) & (d == 0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        yi, vi = np.where(double, np.nan, oe / v), np.where(double, np.nan, 1.0 / v)
-    return _finish("PETO", "PETO", est, se, yi, vi, rows, level, q=q)
