@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ketameta._core.arrays import prepare
 from ketameta._core.fitstats import fit_statistics, se_tau2
-from ketameta._core.pooling import TESTS, pool
+from ketameta._core.pooling import TESTS, _pool_prepared
 from ketameta._core.tau2 import (
     COMMON_METHODS,
     METHODS,
-    estimate_tau2,
+    _estimate_prepared,
+    _q_profile_prepared,
     heterogeneity_bounds,
-    q_profile_ci,
 )
 
 
@@ -30,6 +31,7 @@ def fit_batch(
     test: str = "z",
     level: float = 95.0,
     ci_tau2: bool = True,
+    stats: bool = True,
     tol: float = 1e-12,
     maxiter: int = 1000,
 ) -> dict[str, np.ndarray]:
@@ -50,6 +52,10 @@ def fit_batch(
     ci_tau2 : bool
         Also compute the Q-profile CI of tau² and the derived tau, I², H² bounds (NaN for
         EE/FE models and k < 2, where metafor has no such interval).
+    stats : bool
+        Also compute ``se_tau2`` and the fit statistics (default). ``False`` leaves those keys
+        out, for callers that fit many subsets and need only the pooled numbers (GOSH,
+        permutations): about a third of a DL batch.
     tol, maxiter
         Convergence settings of the iterative steps (exact roots by default).
 
@@ -57,8 +63,8 @@ def fit_batch(
     -------
     dict of ndarray
         Every key of :func:`ketameta._core.pooling.pool` plus ``tau2, tau, converged,
-        iterations``, ``se_tau2`` and the fit statistics ``loglik, deviance, aic, bic, aicc``
-        (see :mod:`ketameta._core.fitstats`), and with ``ci_tau2`` also ``tau2_ci_low,
+        iterations``, with ``stats`` ``se_tau2`` and the fit statistics ``loglik, deviance, aic,
+        bic, aicc`` (see :mod:`ketameta._core.fitstats`), and with ``ci_tau2`` also ``tau2_ci_low,
         tau2_ci_high, tau_ci_low, tau_ci_high, i2_ci_low, i2_ci_high, h2_ci_low, h2_ci_high,
         ci_converged``.
 
@@ -76,21 +82,19 @@ def fit_batch(
         raise ValueError(f"Unknown 'method' {method!r}; choose one of {', '.join(METHODS)}.")
     if test not in TESTS:
         raise ValueError(f"Unknown 'test' {test!r}; choose 'z' or 'knha'.")
-    yi = np.asarray(yi, dtype=np.float64)
-    vi = np.asarray(vi, dtype=np.float64)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        yi = np.where(mask, yi, 0.0)
-        vi = np.where(mask, vi, 1.0)
-    fit = estimate_tau2(yi, vi, method, mask=mask, tol=tol, maxiter=maxiter)
-    out = pool(yi, vi, fit.tau2, mask=mask, test=test, level=level, method=method)
+    if not 0.0 < float(level) < 100.0:
+        raise ValueError(f"'level' must be a percentage in (0, 100), got {level!r}.")
+    # prepare once (mask placeholders, k); the steps below take the prepared arrays
+    yi, vi, m, k = prepare(yi, vi, mask)
+    fit = _estimate_prepared(yi, vi, m, k, method, tol=tol, maxiter=maxiter)
+    out = _pool_prepared(yi, vi, m, k, fit.tau2, test=test, level=level, method=method)
     out["tau2"] = fit.tau2
     out["tau"] = np.sqrt(fit.tau2)
     out["converged"] = fit.converged
     out["iterations"] = fit.iterations
-    m = None if mask is None else mask.astype(np.float64)
-    out["se_tau2"] = se_tau2(yi, vi, fit.tau2, method, m=m, k=out["k"])
-    out.update(fit_statistics(yi, vi, fit.tau2, method, m=m, k=out["k"]))
+    if stats:
+        out["se_tau2"] = se_tau2(yi, vi, fit.tau2, method, m=m, k=k)
+        out.update(fit_statistics(yi, vi, fit.tau2, method, m=m, k=k))
     if ci_tau2:
         shape = fit.tau2.shape
         if method in COMMON_METHODS:
@@ -98,10 +102,10 @@ def fit_batch(
             lo, hi = nan, nan.copy()
             ci_ok = np.ones(shape, dtype=bool)
         else:
-            lo, hi = q_profile_ci(
-                yi, vi, mask=mask, level=level, tau2=fit.tau2, tol=tol, maxiter=maxiter
+            lo, hi = _q_profile_prepared(
+                yi, vi, m, k, level=level, tau2=fit.tau2, tol=tol, maxiter=maxiter
             )
-            ci_ok = ~(np.isnan(lo) | np.isnan(hi)) | (out["k"] < 2)
+            ci_ok = ~(np.isnan(lo) | np.isnan(hi)) | (k < 2)
         bounds = heterogeneity_bounds(lo, hi, out["vt"])
         out.update(
             tau2_ci_low=lo,

@@ -110,6 +110,11 @@ def pool(
     if not 0.0 < float(level) < 100.0:
         raise ValueError(f"'level' must be a percentage in (0, 100), got {level!r}.")
     yi, vi, m, k = prepare(yi, vi, mask)
+    return _pool_prepared(yi, vi, m, k, tau2, test=test, level=level, method=method)
+
+
+def _pool_prepared(yi, vi, m, k, tau2, *, test, level, method) -> dict[str, np.ndarray]:
+    """:func:`pool` on the output of :func:`ketameta._core.arrays.prepare` (options checked)."""
     tau2 = np.asarray(tau2, dtype=np.float64)
     w = weights(vi, tau2, m)
     sw, est, e = weighted_residuals(yi, w)
