@@ -42,3 +42,27 @@ def test_q_profile_bounds_of_a_ragged_batch_equal_one_problem_at_a_time():
     for i in (0, 7, 50, 119):
         one_lo, one_hi = q_profile_ci(yi[i][mask[i]], vi[i][mask[i]])
         np.testing.assert_allclose([lo[i], hi[i]], [one_lo, one_hi], rtol=1e-12, equal_nan=True)
+
+
+def test_one_problem_solvers_follow_the_vectorised_iterates():
+    # single unmasked problems take scalar loops (_fisher_one, _q_root_one); a (1, k) stack
+    # takes the vectorised solvers: same tau2, bounds, convergence flag and iteration count
+    from ketameta._core.tau2 import estimate_tau2
+
+    rng = np.random.default_rng(6)
+    n_zero = 0
+    for _ in range(150):
+        k = int(rng.integers(2, 30))
+        vi = 10.0 ** rng.uniform(-3, 1, k)  # vi spanning orders of magnitude
+        yi = rng.normal(0.0, np.sqrt(vi + rng.choice([0.0, 0.05, 1.0])))
+        for method in ("ML", "REML"):
+            one = estimate_tau2(yi, vi, method)
+            stacked = estimate_tau2(yi[None], vi[None], method)
+            np.testing.assert_allclose(one.tau2, stacked.tau2[0], rtol=1e-14, atol=0)
+            assert one.iterations == stacked.iterations[0]
+            assert bool(one.converged) == bool(stacked.converged[0])
+            n_zero += float(one.tau2) == 0.0
+        lo, hi = q_profile_ci(yi, vi)
+        lo2, hi2 = q_profile_ci(yi[None], vi[None])
+        np.testing.assert_allclose([lo, hi], [lo2[0], hi2[0]], rtol=1e-14, atol=0)
+    assert n_zero > 10  # the boundary (tau2 = 0) path was exercised

@@ -42,7 +42,13 @@ import numpy as np
 from scipy import special
 
 from ketameta._core.arrays import prepare, q_statistic, vdot, weighted_residuals, weights
-from ketameta._core.iterative import fisher_scoring, solve_dlit, solve_q_equation
+from ketameta._core.iterative import (
+    _q_and_slope,
+    _score_steps,
+    fisher_scoring,
+    solve_dlit,
+    solve_q_equation,
+)
 
 __all__ = [
     "COMMON_METHODS",
@@ -153,14 +159,96 @@ def _ml_reml(yi, vi, m, k, *, reml, tol, maxiter):
     with np.errstate(divide="ignore", invalid="ignore"):
         start = np.maximum(_he(yi, vi, m, k), 0.0)
     start = np.where(np.isfinite(start) & (k > 1), start, 0.0)
-    tau2, converged, iterations = fisher_scoring(
-        yi, vi, m, start, reml=reml, tol=tol, maxiter=maxiter
-    )
+    if yi.ndim == 1 and m is None:  # one problem: the same steps on scalars (~5x faster)
+        tau2, converged, iterations = (
+            np.asarray(a) for a in _fisher_one(yi, vi, float(start), reml, tol, maxiter)
+        )
+    else:
+        tau2, converged, iterations = fisher_scoring(
+            yi, vi, m, start, reml=reml, tol=tol, maxiter=maxiter
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         ll0 = _loglik(yi, vi, m, k, np.zeros_like(tau2), reml)
         ll = _loglik(yi, vi, m, k, tau2, reml)
     stuck = converged & (ll0 - ll > tol) & (tau2 > tol)
     return np.where(stuck | (k <= 1), 0.0, tau2), converged | (k <= 1), iterations
+
+
+def _fisher_one(y, v, t, reml, tol, maxiter):
+    """:func:`ketameta._core.iterative.fisher_scoring` for one unmasked problem.
+
+    The same steps, brackets and stopping rule as the vectorised solver, with the per-problem
+    quantities as scalars: a single fit spends its time in numpy call overhead, not arithmetic.
+    The score and information come from the same function, so the iterates are identical.
+    """
+    lo, hi = -1.0, np.inf
+    for it in range(1, maxiter + 1):
+        adj, newton, observed = (float(a) for a in _score_steps(y, v, None, t, reml))
+        if adj != adj:  # NaN
+            adj = 0.0
+        if adj > 0:
+            lo = max(lo, t)
+        elif adj < 0:
+            hi = min(hi, t)
+        newton_ok = observed > 0 and t + newton >= 0
+        fisher = adj
+        if newton_ok and abs(adj) <= 0.5 * t:
+            adj = newton
+        if t + adj < 0:
+            if t > 0:
+                halvings = int(np.ceil(np.log2(-adj / t)))
+                adj = float(np.ldexp(adj, -halvings))
+            else:
+                adj = 0.0
+            if t + adj < 0:
+                adj = -t  # round-off guard: land exactly on 0
+        new = t + adj
+        bracket = lo >= 0 and hi < np.inf
+        if bracket:
+            if newton_ok and lo < t + newton < hi:
+                new = t + newton
+            elif lo < t + fisher < hi:
+                new = t + fisher
+            else:
+                new = 0.5 * (lo + hi)
+        change = abs(new - t)
+        t = new
+        scale = tol * max(t, 1.0)
+        if change <= scale or (bracket and hi - lo <= scale):
+            if 0 < t <= 100.0 * tol and _score_steps(y, v, None, 0.0, reml)[0] <= 0:
+                t = 0.0
+            return t, True, it
+    return t, False, maxiter
+
+
+def _q_root_one(y, v, target, upper, tol, maxiter):
+    """:func:`ketameta._core.iterative.solve_q_equation` for one unmasked problem (scalars)."""
+    t = 0.0
+    f, slope = (float(a) for a in _q_and_slope(y, v, None, t, target))
+    if not f > 0:
+        return 0.0, True, 0
+    hi = np.inf
+    if upper is not None:
+        if _q_and_slope(y, v, None, upper, target)[0] >= 0:
+            return upper, True, 0
+        hi = upper
+    lo = t
+    for it in range(1, maxiter + 1):
+        right = f > 0
+        if right:
+            lo = t
+        else:
+            hi = t
+        q_step = f / slope  # Newton on Q
+        new = t + q_step * (f + target) / target  # Newton on 1/Q - 1/target
+        if not lo < new < hi:
+            new = t + q_step if right else 0.5 * (lo + hi)
+        done = abs(new - t) <= tol * max(new, 1.0)
+        t = new
+        f, slope = (float(a) for a in _q_and_slope(y, v, None, t, target))
+        if done or f == 0:
+            return t, True, it
+    return t, False, maxiter
 
 
 def estimate_tau2(yi, vi, method: Method, *, mask=None, tol=1e-12, maxiter=1000) -> Tau2Fit:
@@ -290,6 +378,12 @@ def _q_profile_prepared(yi, vi, m, k, *, level, tau2, tol, maxiter) -> QProfileC
     upper = np.full(yi.shape[:-1], 100.0)
     if tau2 is not None:
         upper = np.maximum(upper, 10.0 * np.asarray(tau2, dtype=np.float64))
+    if yi.ndim == 1 and m is None:  # one problem: two scalar searches
+        if k < 2:
+            return QProfileCI(np.asarray(np.nan), np.asarray(np.nan))
+        up = float(upper)
+        bounds = [_q_root_one(yi, vi, float(c), up, tol, maxiter) for c in (crit_u, crit_l)]
+        return QProfileCI(*(np.asarray(r if ok else np.nan) for r, ok, _ in bounds))
     # stack the two searches along a new leading axis: one vectorised Newton run
     ys = np.broadcast_to(yi, (2, *yi.shape))
     vs = np.broadcast_to(vi, (2, *vi.shape))
