@@ -17,7 +17,14 @@ import pandas as pd
 import patsy
 
 from ketameta._core.batch import fit_batch
-from ketameta._core.regression import fit_mods, predict_mods, tau2_mods
+from ketameta._core.regression import (
+    distinct_permutation_count,
+    distinct_permutations,
+    fit_mods,
+    permutation_statistics,
+    predict_mods,
+    tau2_mods,
+)
 from ketameta.exceptions import ConvergenceWarning, ExcludedStudyWarning
 from ketameta.results import ResultMixin
 
@@ -90,10 +97,19 @@ class MetaRegResult(ResultMixin):
         """Permutation p-values as metafor's ``permutest()``.
 
         Intercept-only models flip the signs of ``yi`` (2^k patterns); models with moderators
-        permute the rows of the moderator matrix (k! orders). The test is exact (every
-        pattern) when ``exact=True`` or, with ``"auto"``, when there are at most ``n_perm``
-        patterns; otherwise ``n_perm`` random patterns (seeded) are drawn and the observed
-        data count as one of them.
+        permute the rows of the model matrix (``k! / prod(n_g!)`` distinct orders when groups
+        of ``n_g`` studies share identical moderator values, as metafor counts them). The test
+        is exact (every distinct pattern, once) when ``exact=True`` or, with ``"auto"``, when
+        there are at most ``n_perm`` patterns (metafor switches the same way); otherwise
+        ``n_perm`` random patterns (seeded) are drawn and the observed data count as one more,
+        so the p-value is ``(1 + #{|z*| >= |z|}) / (n_perm + 1)``. Ties are counted with
+        metafor's tolerance ``sqrt(machine eps)``. All permuted models are fitted as one
+        vectorised batch (``ketameta._core.regression.permutation_statistics``).
+
+        Returns
+        -------
+        PermutationResult
+            ``pvalue`` (Series by term), ``qm_pvalue``, ``n_permutations``, ``exact``.
 
         Examples
         --------
@@ -248,26 +264,23 @@ def metareg(
     )
 
 
-def _stats(res: MetaRegResult, y: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, float]:
-    tau2, _ = tau2_mods(y, res.vi, X, res.method)
-    fit = fit_mods(
-        y,
-        res.vi,
-        X,
-        tau2,
-        test=res.test,
-        level=res.level,
-        intercept=res.coef.index[0] == "intrcpt",
-        fixed=res.method in ("FE", "EE"),
-    )
-    return np.asarray(fit["statistic"]), float(fit["qm"])
+MAX_EXACT = 2_000_000  # exact=True beyond this many permutations would not fit in memory
 
 
 def _permutest(res: MetaRegResult, n_perm: int, seed: int | None, exact: Any):
+    if isinstance(n_perm, bool) or not isinstance(n_perm, int) or n_perm < 2:
+        raise ValueError(f"n_perm must be an integer >= 2, got {n_perm!r}")
+    if exact not in ("auto", True, False):
+        raise ValueError(f"exact must be 'auto', True or False, got {exact!r}")
     k = res.k
-    intercept_only = res.p == 1
-    n_patterns = 2**k if intercept_only else math.factorial(k)
-    use_exact = bool(exact) if exact != "auto" else n_patterns <= n_perm
+    intercept_only = res.p == 1 and res.coef.index[0] == "intrcpt"
+    n_patterns = 2**k if intercept_only else distinct_permutation_count(res.X)
+    use_exact = n_patterns <= n_perm if exact == "auto" else bool(exact)
+    if use_exact and n_patterns > MAX_EXACT:
+        raise ValueError(
+            f"exact=True needs {n_patterns} permutations (more than {MAX_EXACT}); "
+            "use exact=False with n_perm random permutations"
+        )
     rng = np.random.default_rng(seed)
     obs_z = np.asarray(res.coef["statistic"])
     if intercept_only:
@@ -285,28 +298,36 @@ def _permutest(res: MetaRegResult, n_perm: int, seed: int | None, exact: Any):
             ci_tau2=False,
         )
         z_perm = np.asarray(out["statistic"])[:, None]
-        qm_perm = z_perm[:, 0] ** 2
-        qm_obs = obs_z[0] ** 2
+        qm_perm, qm_obs = z_perm[:, 0] ** 2, obs_z[0] ** 2
+        converged = np.asarray(out["converged"], dtype=bool)
     else:
         orders = (
-            itertools.permutations(range(k))
+            distinct_permutations(res.X)
             if use_exact
-            else itertools.chain(
-                [tuple(range(k))], (tuple(rng.permutation(k)) for _ in range(n_perm))
-            )
+            else np.vstack([np.arange(k), rng.permuted(np.tile(np.arange(k), (n_perm, 1)), axis=1)])
         )
-        z_list, qm_list = [], []
-        for order in orders:
-            z, qm = _stats(res, res.yi, res.X[list(order)])
-            z_list.append(z)
-            qm_list.append(qm)
-        z_perm, qm_perm, qm_obs = np.array(z_list), np.array(qm_list), res.qm
-    count = z_perm.shape[0]
+        z_perm, qm_perm, converged = permutation_statistics(
+            res.yi,
+            res.vi,
+            res.X,
+            orders,
+            res.method,
+            test=res.test,
+            intercept=res.coef.index[0] == "intrcpt",
+        )
+        qm_obs = res.qm
+    if not converged.all():
+        warnings.warn(
+            f"permutest(): {int((~converged).sum())} permuted fits did not converge "
+            "(their statistics are used as they stand)",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
     pvals = (np.abs(z_perm) >= np.abs(obs_z) - COMPARE_TOL).mean(axis=0)
     qm_p = float((qm_perm >= qm_obs - COMPARE_TOL).mean())
     return PermutationResult(
         pvalue=pd.Series(pvals, index=res.coef.index, name="pvalue_perm"),
         qm_pvalue=qm_p,
-        n_permutations=count,
+        n_permutations=int(z_perm.shape[0]),
         exact=use_exact,
     )

@@ -5,9 +5,13 @@ moderators follow metafor's ``rma.uni`` (Raudenbush 2009; Viechtbauer 2005):
 
 * ``FE``/``EE``: tau² = 0.
 * ``DL``: ``(QE - (k - p)) / tr(P)`` with ``P = W - W X (X'WX)⁻¹ X'W`` at ``W = diag(1/v)``.
-* ``ML``/``REML``: Fisher scoring to a change below ``tol`` (default 1e-12: the exact root;
-  metafor's default stops at 1e-5), with step halving that keeps tau² ≥ 0.
-* ``PM``/``EB``: the root of ``y'P(tau²)y = k - p`` (Brent's method to 1e-12 relative).
+* ``ML``/``REML``: Fisher scoring from the HE value to a change below ``tol`` (default 1e-12:
+  the exact root; metafor's default stops at 1e-5), with step halving that keeps tau² ≥ 0.
+* ``HE``: ``(y'P₀y - tr(P₀V)) / (k - p)`` with the OLS residual maker ``P₀`` (truncated at 0).
+* ``PM``/``EB``: the root of ``y'P(tau²)y = k - p`` (bisection to the last bit).
+
+Everything is vectorised over a leading axis of problems (``X`` shaped (n, k, p)), which is
+what makes the permutation test fast; a single fit is the batch of one.
 
 Then ``b = (X'WX)⁻¹X'Wy`` with ``W = diag(1/(v + tau²))``; for ``test="knha"`` the covariance is
 scaled by ``y'Py/(k-p)`` and tests use t(k-p) and F(m, k-p), as metafor.
@@ -15,12 +19,14 @@ scaled by ``y'Py/(k-p)`` and tests use t(k-p) and F(m, k-p), as metafor.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
-from scipy import optimize, stats
+from scipy import stats
 
 Array = NDArray[np.float64]
-METHODS = ("FE", "EE", "DL", "ML", "REML", "PM", "EB")
+METHODS = ("FE", "EE", "DL", "HE", "ML", "REML", "PM", "EB")
 
 
 def _projection(X: Array, w: Array) -> tuple[Array, Array]:
@@ -30,55 +36,147 @@ def _projection(X: Array, w: Array) -> tuple[Array, Array]:
     return np.diag(w) - wx @ xtwx_inv @ wx.T, xtwx_inv
 
 
+def _normal_parts(X: Array, w: Array) -> tuple[Array, Array]:
+    """Batched ``W X`` and ``(X'WX)⁻¹`` for ``X`` (n, k, p) and ``w`` (n, k)."""
+    wx = w[..., None] * X
+    return wx, np.linalg.inv(np.einsum("nki,nkj->nij", X, wx))
+
+
+def _residual_parts(y: Array, X: Array, w: Array) -> tuple[Array, Array, Array, Array]:
+    """``P y`` (n, k), ``b`` (n, p), ``W X`` and ``(X'WX)⁻¹`` with ``P = W - WX(X'WX)⁻¹X'W``."""
+    wx, A = _normal_parts(X, w)
+    b = np.einsum("nij,nj->ni", A, np.einsum("nkp,nk->np", wx, y))
+    return w * (y - np.einsum("nkp,np->nk", X, b)), b, wx, A
+
+
+def _trace_p(w: Array, wx: Array, A: Array) -> Array:
+    """``tr(P)`` for each problem."""
+    return w.sum(-1) - np.einsum("nij,nji->n", A, np.einsum("nki,nkj->nij", wx, wx))
+
+
+def tau2_mods_batch(
+    y: Array, v: Array, X: Array, method: str, *, tol: float = 1e-12, maxiter: int = 1000
+) -> tuple[Array, Array]:
+    """tau² of many mixed-effects models at once.
+
+    ``y``, ``v`` shaped (n, k) (or (k,), broadcast), ``X`` (n, k, p). Returns ``(tau2,
+    converged)`` shaped (n,). Every problem follows exactly the iterates of a lone fit.
+    """
+    X = np.asarray(X, dtype=float)
+    n, k, p = X.shape
+    y = np.broadcast_to(np.asarray(y, dtype=float), (n, k))
+    v = np.broadcast_to(np.asarray(v, dtype=float), (n, k))
+    done = np.ones(n, dtype=bool)
+    if method in ("FE", "EE"):
+        return np.zeros(n), done
+    if method == "DL":
+        w = 1.0 / v
+        Py, _, wx, A = _residual_parts(y, X, w)
+        qe = np.sum(y * Py, axis=-1)
+        return np.maximum(0.0, (qe - (k - p)) / _trace_p(w, wx, A)), done
+    # Hedges-type estimator (OLS residuals): HE itself, and the start of ML/REML
+    ones = np.ones((n, k))
+    P0y, _, _, A0 = _residual_parts(y, X, ones)
+    tr_p0v = v.sum(-1) - np.einsum("nij,nji->n", A0, np.einsum("nki,nk,nkj->nij", X, v, X))
+    he = np.maximum(0.0, (np.sum(y * P0y, axis=-1) - tr_p0v) / (k - p))
+    if method == "HE":
+        return he, done
+    if method in ("PM", "EB"):
+        return _pm_batch(y, v, X, tol), done
+    if method not in ("ML", "REML"):
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    tau2 = he.copy()
+    active = np.arange(n)  # problems still iterating; only those are recomputed
+    # bracket of the root from the signs of the score seen so far: a Fisher step that leaves it
+    # (a two-point oscillation, seen under permuted designs) is replaced by its midpoint
+    lo, hi, lo_seen = np.zeros(n), np.full(n, np.inf), np.zeros(n, dtype=bool)
+    for _ in range(maxiter):
+        t, ya, va, Xa = tau2[active], y[active], v[active], X[active]
+        w = 1.0 / (va + t[:, None])
+        Py, _, wx, A = _residual_parts(ya, Xa, w)
+        if method == "REML":
+            M2 = np.einsum("nij,njk->nik", A, np.einsum("nki,nkj->nij", wx, wx))
+            wwx = w[..., None] * wx
+            tr_pp = (
+                np.sum(w * w, -1)
+                - 2.0 * np.einsum("nij,nji->n", A, np.einsum("nki,nkj->nij", wwx, wx))
+                + np.einsum("nij,nji->n", M2, M2)
+            )
+            step = (np.sum(Py * Py, -1) - _trace_p(w, wx, A)) / tr_pp
+        else:
+            step = (np.sum(Py * Py, -1) - np.sum(w, -1)) / np.sum(w * w, -1)
+        new = t + step
+        negative = new < 0
+        while np.any(negative):  # step halving keeps tau² >= 0, as metafor
+            step = np.where(negative, step / 2.0, step)
+            new = t + step
+            floor = negative & (np.abs(step) < tol)
+            new[floor] = 0.0
+            negative = negative & ~floor & (new < 0)
+        up = step > 0
+        lo[active] = np.where(up, np.maximum(lo[active], t), lo[active])
+        lo_seen[active] |= up
+        hi[active] = np.where(up, hi[active], np.minimum(hi[active], t))
+        la, ha = lo[active], hi[active]
+        outside = (lo_seen[active] & (new <= la)) | (new >= ha)
+        new = np.where(outside & np.isfinite(ha), 0.5 * (la + ha), new)
+        tau2[active] = new
+        active = active[np.abs(new - t) >= tol]
+        if active.size == 0:
+            return tau2, done
+    done[active] = False
+    return tau2, done
+
+
+def _pm_batch(y: Array, v: Array, X: Array, tol: float) -> Array:
+    """Root of ``y'P(tau²)y = k - p`` (decreasing in tau²) by vectorised bisection."""
+    n, k, p = X.shape
+
+    def excess(t: Array) -> Array:
+        Py, _, _, _ = _residual_parts(y, X, 1.0 / (v + t[:, None]))
+        return np.sum(y * Py, -1) - (k - p)
+
+    lo = np.zeros(n)
+    positive = excess(lo) > 0
+    hi = np.maximum(1.0, 10.0 * np.var(y, axis=-1))
+    for _ in range(200):
+        grow = positive & (excess(hi) > 0)
+        if not grow.any():
+            break
+        hi = np.where(grow, hi * 10.0, hi)
+    for _ in range(400):
+        width = hi - lo
+        if np.all(~positive | (width <= tol * 1e-3 + 4 * np.finfo(float).eps * hi)):
+            break
+        mid = 0.5 * (lo + hi)
+        above = excess(mid) > 0
+        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+    return np.where(positive, 0.5 * (lo + hi), 0.0)
+
+
 def tau2_mods(
     y: Array, v: Array, X: Array, method: str, *, tol: float = 1e-12, maxiter: int = 1000
 ) -> tuple[float, bool]:
-    """tau² of the mixed-effects model; returns ``(tau2, converged)``."""
-    k, p = X.shape
-    if method in ("FE", "EE"):
-        return 0.0, True
-    if method == "DL":
-        P, _ = _projection(X, 1.0 / v)
-        qe = float(y @ P @ y)
-        return max(0.0, (qe - (k - p)) / float(np.trace(P))), True
-    if method in ("PM", "EB"):
+    """tau² of one mixed-effects model; returns ``(tau2, converged)``."""
+    tau2, ok = tau2_mods_batch(y[None], v[None], X[None], method, tol=tol, maxiter=maxiter)
+    return float(tau2[0]), bool(ok[0])
 
-        def excess(t: float) -> float:
-            P, _ = _projection(X, 1.0 / (v + t))
-            return float(y @ P @ y) - (k - p)
 
-        if excess(0.0) <= 0:
-            return 0.0, True
-        upper = max(1.0, float(np.var(y)) * 10)
-        while excess(upper) > 0:
-            upper *= 10
-        return float(
-            optimize.brentq(excess, 0.0, upper, xtol=tol * 1e-3, rtol=4 * np.finfo(float).eps)
-        ), True
-    if method not in ("ML", "REML"):
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    # start from the Hedges-type estimator, as metafor does
-    P0, _ = _projection(X, np.ones(k))
-    tau2 = max(0.0, (float(y @ P0 @ y) - float(np.trace(P0 @ np.diag(v)))) / (k - p))
-    for _ in range(maxiter):
-        w = 1.0 / (v + tau2)
-        P, _ = _projection(X, w)
-        Py = P @ y
-        if method == "REML":
-            step = (float(Py @ Py) - float(np.trace(P))) / float(np.sum(P * P))
-        else:
-            step = (float(Py @ Py) - float(np.sum(w))) / float(np.sum(w * w))
-        new = tau2 + step
-        while new < 0:
-            step /= 2.0
-            new = tau2 + step
-            if abs(step) < tol:
-                new = 0.0
-                break
-        if abs(new - tau2) < tol:
-            return new, True
-        tau2 = new
-    return tau2, False
+def wald_batch(
+    y: Array, v: Array, X: Array, tau2: Array, *, test: str = "z", intercept: bool = True
+) -> tuple[Array, Array]:
+    """Coefficient statistics (n, p) and QM (n,) of many models (QM as F for ``knha``)."""
+    n, k, p = X.shape
+    y = np.broadcast_to(np.asarray(y, dtype=float), (n, k))
+    w = 1.0 / (np.broadcast_to(v, (n, k)) + np.asarray(tau2)[:, None])
+    Py, b, _, vb = _residual_parts(y, X, w)
+    if test == "knha":
+        vb = vb * (np.sum(y * Py, -1) / (k - p))[:, None, None]
+    stat = b / np.sqrt(np.einsum("nii->ni", vb))
+    idx = np.arange(1 if intercept and p > 1 else 0, p)
+    bm = b[:, idx]
+    qm = np.einsum("ni,ni->n", bm, np.linalg.solve(vb[:, idx][:, :, idx], bm[..., None])[..., 0])
+    return stat, qm / len(idx) if test == "knha" else qm
 
 
 def fit_mods(
@@ -163,3 +261,74 @@ def predict_mods(
     crit = float(fit["crit"])  # type: ignore[arg-type]
     half_pi = crit * np.sqrt(se**2 + tau2)
     return pred, se, pred - crit * se, pred + crit * se, pred - half_pi, pred + half_pi
+
+
+def _row_groups(X: Array) -> tuple[Array, Array]:
+    """Labels (k,) of identical rows of ``X`` and a representative row index per label."""
+    _, first, labels = np.unique(X, axis=0, return_index=True, return_inverse=True)
+    return labels.reshape(-1), first
+
+
+def distinct_permutation_count(X: Array) -> int:
+    """Number of distinct row orders of ``X``: ``k! / prod(n_g!)`` over groups of equal rows."""
+    labels, _ = _row_groups(X)
+    counts = np.bincount(labels)
+    total = math.factorial(len(labels))
+    for c in counts:
+        total //= math.factorial(int(c))
+    return total
+
+
+def distinct_permutations(X: Array) -> Array:
+    """Every distinct row order of ``X`` as row indices (n, k); the identity comes first.
+
+    Rows with identical moderator values are interchangeable, so each distinct design is
+    listed once (as metafor's exact ``permutest()``).
+    """
+    labels, first = _row_groups(X)
+    seq = sorted(labels.tolist())
+    out = []
+    while True:  # lexicographic next permutation of a multiset
+        out.append(first[seq])
+        i = len(seq) - 2
+        while i >= 0 and seq[i] >= seq[i + 1]:
+            i -= 1
+        if i < 0:
+            break
+        j = len(seq) - 1
+        while seq[j] <= seq[i]:
+            j -= 1
+        seq[i], seq[j] = seq[j], seq[i]
+        seq[i + 1 :] = reversed(seq[i + 1 :])
+    orders = np.array(out)
+    identity = np.flatnonzero(np.all(X[orders] == X[None], axis=(1, 2)))[0]
+    return np.concatenate([orders[[identity]], np.delete(orders, identity, axis=0)])
+
+
+def permutation_statistics(
+    y: Array,
+    v: Array,
+    X: Array,
+    orders: Array,
+    method: str,
+    *,
+    test: str = "z",
+    intercept: bool = True,
+    chunk: int = 4096,
+    tol: float = 1e-12,
+    maxiter: int = 1000,
+) -> tuple[Array, Array, Array]:
+    """Refit the model with the rows of ``X`` in each order of ``orders`` (n, k).
+
+    Returns the coefficient statistics (n, p), QM (n,) and convergence flags (n,), the fits
+    batched ``chunk`` orders at a time.
+    """
+    stats_out, qm_out, ok_out = [], [], []
+    for start in range(0, len(orders), chunk):
+        Xp = X[orders[start : start + chunk]]
+        tau2, ok = tau2_mods_batch(y, v, Xp, method, tol=tol, maxiter=maxiter)
+        z, qm = wald_batch(y, v, Xp, tau2, test=test, intercept=intercept)
+        stats_out.append(z)
+        qm_out.append(qm)
+        ok_out.append(ok)
+    return np.concatenate(stats_out), np.concatenate(qm_out), np.concatenate(ok_out)
