@@ -40,7 +40,10 @@ def test_collinear_and_constant_moderators():
 
 
 def test_more_parameters_than_studies():
-    with pytest.raises(ValueError, match="parameters need more than"):
+    with pytest.raises(
+        ValueError,
+        match=r"3 parameters \(Intercept, C\(route\)\[T.iv\], dose\) and needs more than 3",
+    ):
         metareg(DF.iloc[:3], "~ dose + C(route)")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from ketameta._core.regression import (
     predict_mods,
     tau2_mods,
 )
-from ketameta.exceptions import ConvergenceWarning, ExcludedStudyWarning
+from ketameta.exceptions import ConvergenceWarning, DataValidationError, ExcludedStudyWarning
 from ketameta.results import ResultMixin
 
 COMPARE_TOL = math.sqrt(np.finfo(float).eps)  # ties in permutation statistics, as metafor
@@ -122,15 +123,34 @@ class MetaRegResult(ResultMixin):
         return _permutest(self, n_perm, seed, exact)
 
 
-def _design(data: pd.DataFrame, mods: str) -> tuple[np.ndarray, Any, list[object]]:
-    terms = patsy.ModelDesc.from_formula(mods)
-    variables = sorted({f for t in terms.rhs_termlist for fac in t.factors for f in [fac.name()]})
-    missing_rows: list[object] = []
+def _variables(data: pd.DataFrame, mods: str, skip: tuple[str, ...]) -> list[str]:
+    """Columns of ``data`` that the formula names (for messages)."""
+    return [
+        c
+        for c in data.columns
+        if c not in skip and re.search(rf"(?<![\w.]){re.escape(str(c))}(?![\w.])", mods)
+    ]
+
+
+def _check_levels(data: pd.DataFrame, variables: list[str]) -> None:
+    """A declared category with no study gives an all-zero design column: say which."""
     for name in variables:
-        column = name[2:-1] if name.startswith("C(") and name.endswith(")") else name
-        if column in data.columns:
-            missing_rows += list(data.index[data[column].isna()])
-    return terms, variables, sorted(set(missing_rows), key=str)
+        column = data[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            empty = [str(c) for c in column.cat.categories if not (column == c).any()]
+            if empty:
+                raise ValueError(
+                    f"moderator {name!r}: level(s) {', '.join(empty)} have no studies in the "
+                    "rows used; drop them (Series.cat.remove_unused_categories())"
+                )
+
+
+def _collinear_terms(X_df: pd.DataFrame) -> list[str]:
+    """Design columns involved in a linear dependency (non-zero in the null space)."""
+    X = X_df.to_numpy(dtype=float)
+    _, sv, vt = np.linalg.svd(X)
+    null = vt[np.sum(sv > sv[0] * max(X.shape) * np.finfo(float).eps) :]
+    return [c for c, w in zip(X_df.columns, np.abs(null).max(axis=0), strict=True) if w > 1e-8]
 
 
 def metareg(
@@ -185,35 +205,53 @@ def metareg(
             raise ValueError(f"column {column!r} is not in data")
     if test not in ("z", "knha"):
         raise ValueError(f"test must be 'z' or 'knha', got {test!r}")
-    terms, variables, missing = _design(data, mods)
+    variables = _variables(data, mods, (yi, vi))
+    try:
+        X_all = patsy.dmatrix(mods, data, return_type="dataframe", NA_action="drop")
+    except patsy.PatsyError as err:
+        raise ValueError(f"mods: cannot build the design matrix from {mods!r}: {err}") from err
+    missing = [r for r in data.index if r not in X_all.index]
     excluded: list[tuple[str, str]] = []
     if missing:
-        rows = ", ".join(str(r) for r in missing)
+        for r in missing:
+            names = [c for c in variables if pd.isna(data.at[r, c])] or variables
+            excluded.append((str(r), f"missing moderator value ({', '.join(names)})"))
+        listed = "; ".join(f"{r}: {why}" for r, why in excluded)
         warnings.warn(
-            f"metareg(): rows {rows} have missing values in {', '.join(variables)} "
-            "and were excluded",
+            f"metareg(): {len(missing)} row(s) excluded for missing moderator values: {listed}",
             ExcludedStudyWarning,
             stacklevel=2,
         )
-        excluded = [(str(r), f"missing moderator value ({', '.join(variables)})") for r in missing]
         data = data.drop(index=missing)
+    _check_levels(data, variables)
     X_df = patsy.dmatrix(mods, data, return_type="dataframe", NA_action="raise")
     X = X_df.to_numpy(dtype=float)
     y = data[yi].to_numpy(dtype=float)
     v = data[vi].to_numpy(dtype=float)
+    bad = [
+        str(r)
+        for r, a, b in zip(data.index, y, v, strict=True)
+        if not (np.isfinite(a) and np.isfinite(b) and b > 0)
+    ]
+    if bad:
+        raise DataValidationError(
+            f"{yi!r} and {vi!r} must be finite with {vi!r} > 0; rows {', '.join(bad)} are not",
+            problems=[{"row": r, "column": f"{yi}/{vi}"} for r in bad],
+        )
     k, p = X.shape
     for term in X_df.columns[1:]:
         if np.ptp(X_df[term].to_numpy()) == 0:
             raise ValueError(f"moderator term {term!r} is constant in the rows used")
     if k <= p:
-        raise ValueError(f"{p} parameters need more than {p} studies; there are {k}")
+        raise ValueError(
+            f"mods {mods!r} has {p} parameters ({', '.join(X_df.columns)}) and needs more than "
+            f"{p} studies; there are {k}"
+        )
     if np.linalg.matrix_rank(X) < p:
         raise ValueError(
-            f"moderators are collinear (design columns {', '.join(X_df.columns)} "
-            "are linearly dependent)"
+            f"moderators are collinear: design columns {', '.join(_collinear_terms(X_df))} "
+            "are linearly dependent"
         )
-    if np.any(~np.isfinite(y)) or np.any(~np.isfinite(v)) or np.any(v <= 0):
-        raise ValueError("yi and vi must be finite and vi positive in every row used")
     tau2, converged = tau2_mods(y, v, X, method)
     if not converged:
         warnings.warn(f"metareg(): {method} did not converge", ConvergenceWarning, stacklevel=2)
