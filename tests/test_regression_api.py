@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ketameta.exceptions import ExcludedStudyWarning
+from ketameta.exceptions import ExcludedStudyWarning, KetametaWarning
 from ketameta.regression import metareg
 from ketameta.subgroup import subgroup
 
@@ -61,3 +61,34 @@ def test_single_study_level_is_flagged_and_left_out_of_the_separate_test():
     assert res.flagged == ("oral",)
     assert res.test_separate.df == 1  # two pooled levels
     assert res.summary().set_index("subgroup").loc["oral", "flag"].startswith("k = 1")
+
+
+def test_subgroup_level_without_studies_is_named_and_listed():
+    df = DF.assign(route=pd.Categorical(DF["route"], categories=["iv", "oral", "intranasal"]))
+    with pytest.warns(KetametaWarning, match=r"moderator 'route' has level\(s\) oral with no"):
+        res = subgroup(df, "route", method="DL")
+    assert res.empty_levels == ("oral",) and res.levels == ("intranasal", "iv")
+    with pytest.raises(ValueError, match=r"moderator 'route': level\(s\) oral have no studies"):
+        metareg(df, "~ C(route)")
+
+
+def test_subgroup_with_as_many_levels_as_studies():
+    two = DF.iloc[[0, 2]]
+    with pytest.warns(KetametaWarning, match="needs more studies than levels"):
+        res = subgroup(two, "route", method="DL")
+    assert res.test_common is None and res.test_separate is None
+    assert res.flagged == ("intranasal", "iv")
+    with pytest.raises(ValueError, match="tau2='common' needs more studies than levels of 'route'"):
+        subgroup(two, "route", method="DL", tau2="common")
+
+
+def test_subgroup_summary_and_common_tau2_share_one_tau2():
+    res = subgroup(DF, "route", method="REML", tau2="common")
+    table = res.summary()
+    assert table["subgroup"].tolist() == ["intranasal", "iv", "Overall"]
+    assert table.loc[0, "tau2"] == table.loc[1, "tau2"]
+    assert set(table.attrs) == {"test_common", "test_separate"}
+    assert res.tests()["statistic"].tolist() == [
+        res.test_common.statistic,
+        res.test_separate.statistic,
+    ]

@@ -157,3 +157,55 @@ def test_subgroup_common_tau2_cell_means():
     ref = expected["cellmeans_REML_z"]
     close([res.results[lv].estimate for lv in res.levels], ref["b"], "REML")
     close([res.results[lv].se for lv in res.levels], ref["se"], "REML")
+
+
+@pytest.mark.parametrize("case", ["subgroup_bcg_alloc", "subgroup_bangertdrowns2004_grade"])
+@pytest.mark.parametrize(
+    "key", ["modreg_REML_z", "modreg_DL_z", "modreg_FE_z", "modreg_REML_knha", "cellmeans_REML_z"]
+)
+def test_subgroup_models_in_full(case, key):
+    """Every coefficient and heterogeneity quantity of the factor models, and the test df."""
+    data, expected = load_case(case)
+    by = expected["group_variable"]
+    ref = expected[key]
+    formula = f"~ 0 + C({by})" if key.startswith("cellmeans") else f"~ C({by})"
+    res = metareg(data, formula, method=ref["method"], test=ref["test"])
+    close(res.coef["estimate"], ref["b"], ref["method"])
+    close(res.coef["se"], ref["se"], ref["method"])
+    close(res.coef["statistic"], ref["zval"], ref["method"])
+    close(res.coef["ci_low"], ref["ci.lb"], ref["method"])
+    close(res.coef["ci_high"], ref["ci.ub"], ref["method"])
+    close(
+        [res.tau2, res.qe, res.qe_pvalue, res.qm, res.qm_pvalue, res.i2, res.h2],
+        [ref["tau2"], ref["QE"], ref["QEp"], ref["QM"], ref["QMp"], ref["I2"], ref["H2"]],
+        ref["method"],
+    )
+    qm_df = np.atleast_1d(ref["QMdf"]).tolist()
+    assert res.qm_df == qm_df[0] and (ref["test"] != "knha" or res.k - res.p == qm_df[1])
+    if not key.startswith("cellmeans"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sub = subgroup(data, by, method=ref["method"], test=ref["test"])
+        df = sub.test_common.df
+        assert (list(df) if ref["test"] == "knha" else [df]) == [d for d in qm_df if d == d]
+    if key.startswith("cellmeans"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sub = subgroup(data, by, tau2="common")
+        ours = [sub.results[lv] for lv in sub.levels]
+        close([r.estimate for r in ours], ref["b"], "REML")
+        close([r.ci_low for r in ours], ref["ci.lb"], "REML")
+        close([r.ci_high for r in ours], ref["ci.ub"], "REML")
+        close([r.tau2 for r in ours], [ref["tau2"]] * len(ours), "REML")
+
+
+@pytest.mark.parametrize("case", ["subgroup_bcg_alloc", "subgroup_bangertdrowns2004_grade"])
+@pytest.mark.parametrize("method", ["REML", "DL", "FE"])
+def test_between_test_equals_fe_model_with_level_factor(case, method):
+    data, expected = load_case(case)
+    by = expected["group_variable"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = subgroup(data, by, method=method)
+    ref = expected[f"separate_{method}"]["test_between_FE_mods_on_estimates"]
+    close([res.test_separate.statistic, res.test_separate.pvalue], [ref["QM"], ref["QMp"]], method)

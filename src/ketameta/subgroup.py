@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from ketameta.analysis import meta
-from ketameta.exceptions import ExcludedStudyWarning
+from ketameta.exceptions import ExcludedStudyWarning, KetametaWarning
 from ketameta.regression import metareg
 from ketameta.results import MetaResult, ResultMixin
 
@@ -49,6 +49,7 @@ class SubgroupResult(ResultMixin):
     flagged: tuple[str, ...] = ()
     excluded: tuple[tuple[str, str], ...] = ()
     overall: MetaResult | None = None
+    empty_levels: tuple[str, ...] = ()
     data: pd.DataFrame | None = field(default=None, repr=False)
     _title = "Subgroup analysis"
 
@@ -156,7 +157,10 @@ def subgroup(
     SubgroupResult
         ``results`` (level -> `MetaResult`), ``test_common`` and ``test_separate`` (each with
         ``statistic``, ``df``, ``pvalue``), ``summary()``. Levels with one study are shown but
-        flagged, not pooled, and left out of ``test_separate``.
+        flagged, not pooled, and left out of ``test_separate``; declared categories with no
+        study are warned about (`KetametaWarning`) and listed in ``empty_levels``; rows with no
+        value of ``by`` are listed in ``excluded`` (`ExcludedStudyWarning`). ``test_common`` is
+        None (with a warning) when there are no more studies than levels.
 
     Examples
     --------
@@ -185,6 +189,17 @@ def subgroup(
         )
         excluded = [(str(r), f"missing value of {by}") for r in missing]
         data = data.drop(index=missing)
+    empty: tuple[str, ...] = ()
+    if isinstance(data[by].dtype, pd.CategoricalDtype):
+        present = set(data[by].dropna())
+        empty = tuple(str(c) for c in data[by].cat.categories if c not in present)
+        if empty:
+            warnings.warn(
+                f"subgroup(): moderator {by!r} has level(s) {', '.join(empty)} with no studies; "
+                "they are listed in `empty_levels` and not analysed",
+                KetametaWarning,
+                stacklevel=2,
+            )
     groups = data[by].astype(str)
     levels = tuple(sorted(groups.unique()))
     if len(levels) < 2:
@@ -204,32 +219,36 @@ def subgroup(
             results[name] = meta(data=part, yi=yi, vi=vi, labels=label_col, **opts)
             if len(part) == 1:
                 flagged.append(name)
-    common_model = metareg(
-        data.assign(_group=groups),
-        "~ C(_group)",
-        method=method,
-        test=test,
-        level=level,
-        yi=yi,
-        vi=vi,
-    )
-    test_common = SubgroupTest(
-        float(common_model.qm),
-        (common_model.qm_df, common_model.k - common_model.p)
-        if test == "knha"
-        else common_model.qm_df,
-        float(common_model.qm_pvalue),
-        "F" if test == "knha" else "chi2",
-    )
+    if tau2 == "common" and len(data) <= len(levels):
+        raise ValueError(
+            f"tau2='common' needs more studies than levels of {by!r} "
+            f"({len(data)} studies, {len(levels)} levels); use tau2='separate'"
+        )
+    coded = data.assign(**{by: groups})
+    factor = f"C(Q({by!r}))"
+    test_common = None
+    if len(data) > len(levels):
+        common_model = metareg(
+            coded, f"~ {factor}", method=method, test=test, level=level, yi=yi, vi=vi
+        )
+        test_common = SubgroupTest(
+            float(common_model.qm),
+            (common_model.qm_df, common_model.k - common_model.p)
+            if test == "knha"
+            else common_model.qm_df,
+            float(common_model.qm_pvalue),
+            "F" if test == "knha" else "chi2",
+        )
+    else:
+        warnings.warn(
+            f"subgroup(): {len(data)} studies in {len(levels)} levels of {by!r}: the "
+            "mixed-effects model needs more studies than levels; test_common is None",
+            KetametaWarning,
+            stacklevel=2,
+        )
     if tau2 == "common":
         cells = metareg(
-            data.assign(_group=groups),
-            "~ 0 + C(_group)",
-            method=method,
-            test=test,
-            level=level,
-            yi=yi,
-            vi=vi,
+            coded, f"~ 0 + {factor}", method=method, test=test, level=level, yi=yi, vi=vi
         )
         results = {name: _cell_result(results[name], cells, i) for i, name in enumerate(levels)}
     pooled = [n for n in levels if n not in flagged]
@@ -256,6 +275,7 @@ def subgroup(
         flagged=tuple(flagged),
         excluded=tuple(excluded),
         overall=overall,
+        empty_levels=empty,
         data=data,
     )
 
