@@ -181,7 +181,10 @@ def metareg(
         ``coef`` (estimate, se, statistic, pvalue, ci_low, ci_high per term), ``qm`` with
         ``qm_pvalue`` (omnibus test of the moderators), ``qe``/``qe_pvalue`` (residual
         heterogeneity), ``tau2``, ``i2``/``h2`` (residual; I² in percent) and ``r2`` (percent of
-        tau² accounted for, ``max(0, 100 (tau²_RE - tau²_ME) / tau²_RE)`` as metafor).
+        tau² accounted for, ``max(0, 100 (tau²_RE - tau²_ME) / tau²_RE)`` as metafor; for
+        FE/EE models metafor 3.8.1 reports ``max(0, 100 (H²_0 - H²) / H²_0)`` with
+        ``H² = QE / (k - p)`` and ``H²_0`` of the intercept-only model (not documented by
+        metafor; matched on its output), and so does ketameta; NaN without an intercept).
 
     Notes
     -----
@@ -260,7 +263,11 @@ def metareg(
         y, v, X, tau2, test=test, level=level, intercept=has_intercept, fixed=method in ("FE", "EE")
     )
     r2 = float("nan")
-    if method not in ("FE", "EE") and has_intercept and p > 1:
+    if method in ("FE", "EE") and has_intercept and p > 1:
+        # metafor 3.8.1's R² of a fixed-effects model: the relative reduction of H² = QE/df
+        h2_null = float(fit_batch(y, v, method=method, ci_tau2=False)["q"]) / (k - 1)
+        r2 = max(0.0, 100.0 * (h2_null - fit["h2"]) / h2_null) if h2_null > 0 else 0.0
+    elif has_intercept and p > 1:
         tau2_re = float(fit_batch(y, v, method=method, ci_tau2=False)["tau2"])
         r2 = max(0.0, 100.0 * (tau2_re - tau2) / tau2_re) if tau2_re > 0 else 0.0
     names = ["intrcpt" if c == "Intercept" else c for c in X_df.columns]
