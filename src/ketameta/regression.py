@@ -101,9 +101,10 @@ class MetaRegResult(ResultMixin):
         permute the rows of the model matrix (``k! / prod(n_g!)`` distinct orders when groups
         of ``n_g`` studies share identical moderator values, as metafor counts them). The test
         is exact (every distinct pattern, once) when ``exact=True`` or, with ``"auto"``, when
-        there are at most ``n_perm`` patterns (metafor switches the same way); otherwise
-        ``n_perm`` random patterns (seeded) are drawn and the observed data count as one more,
-        so the p-value is ``(1 + #{|z*| >= |z|}) / (n_perm + 1)``. Ties are counted with
+        there are at most ``n_perm`` patterns (metafor's default ``exact=FALSE`` switches the
+        same way; ``exact=False`` here forces random draws); otherwise ``n_perm`` patterns are
+        used of which the first is the observed data and ``n_perm - 1`` are random (seeded),
+        as metafor, so the p-value is ``(1 + #{|z*| >= |z|}) / n_perm``. Ties are counted with
         metafor's tolerance ``sqrt(machine eps)``. All permuted models are fitted as one
         vectorised batch (``ketameta._core.regression.permutation_statistics``).
 
@@ -332,7 +333,7 @@ def _permutest(res: MetaRegResult, n_perm: int, seed: int | None, exact: Any):
         signs = (
             np.array(list(itertools.product([1.0, -1.0], repeat=k)))
             if use_exact
-            else np.vstack([np.ones(k), rng.choice([-1.0, 1.0], size=(n_perm, k))])
+            else np.vstack([np.ones(k), rng.choice([-1.0, 1.0], size=(n_perm - 1, k))])
         )
         out = fit_batch(
             signs * res.yi,
@@ -349,7 +350,9 @@ def _permutest(res: MetaRegResult, n_perm: int, seed: int | None, exact: Any):
         orders = (
             distinct_permutations(res.X)
             if use_exact
-            else np.vstack([np.arange(k), rng.permuted(np.tile(np.arange(k), (n_perm, 1)), axis=1)])
+            else np.vstack(
+                [np.arange(k), rng.permuted(np.tile(np.arange(k), (n_perm - 1, 1)), axis=1)]
+            )
         )
         z_perm, qm_perm, converged = permutation_statistics(
             res.yi,
