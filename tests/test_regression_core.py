@@ -20,7 +20,7 @@ from ketameta._core.regression import (
 )
 from ketameta._core.tau2 import estimate_tau2
 from ketameta.exceptions import ExcludedStudyWarning
-from ketameta.regression import metareg
+from ketameta.regression import metareg, permutest
 
 # batch and single fits run the same iterates; einsum vs matmul round-off only
 RTOL_SAME_ITERATES = 1e-10
@@ -110,6 +110,14 @@ def test_exact_pvalues_with_ties_equal_the_full_enumeration():
     zs, _, _ = permutation_statistics(res.yi, res.vi, res.X, every, "DL")
     full = (np.abs(zs) >= np.abs(res.coef["statistic"].to_numpy()) - 1.5e-8).mean(axis=0)
     np.testing.assert_allclose(perm.pvalue.to_numpy(), full, rtol=1e-12)
+
+
+def test_permutest_function_is_the_method():
+    data, _ = load_case("metareg_bcg_ablat")
+    res = metareg(data, "~ ablat", method="REML")
+    a, b = permutest(res, 300, seed=3), res.permutest(300, seed=3)
+    assert a.pvalue.tolist() == b.pvalue.tolist() and a.qm_pvalue == b.qm_pvalue
+    assert permutest(res, 300, seed=4).pvalue.tolist() != a.pvalue.tolist()
 
 
 def test_permutest_arguments_are_checked():

@@ -310,6 +310,23 @@ def metareg(
     )
 
 
+def permutest(
+    result: MetaRegResult, n_perm: int = 1000, *, seed: int | None = None, exact: Any = "auto"
+) -> PermutationResult:
+    """Permutation test of a fitted meta-regression (``result.permutest``, as a function).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"yi": [0.1, 0.3, 0.2, 0.5, 0.4], "vi": [0.02] * 5,
+    ...                    "x": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    >>> perm = permutest(metareg(df, "~ x", method="DL"))
+    >>> perm.n_permutations, round(float(perm.pvalue["x"]), 4)  # 16 of the 5! orders
+    (120, 0.1333)
+    """
+    return _permutest(result, n_perm, seed, exact)
+
+
 MAX_EXACT = 2_000_000  # exact=True beyond this many permutations would not fit in memory
 
 
