@@ -92,3 +92,12 @@ def test_subgroup_summary_and_common_tau2_share_one_tau2():
         res.test_common.statistic,
         res.test_separate.statistic,
     ]
+
+
+def test_options_are_checked_by_name():
+    with pytest.raises(ValueError, match="method must be one of"):
+        metareg(DF, "~ dose", method="HS")
+    with pytest.raises(ValueError, match="level must be a percentage"):
+        metareg(DF, "~ dose", level=0.95 * 200)
+    with pytest.raises(ValueError, match="test must be 'z' or 'knha'"):
+        metareg(DF, "~ dose", test="t")

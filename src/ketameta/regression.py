@@ -19,6 +19,7 @@ import patsy
 
 from ketameta._core.batch import fit_batch
 from ketameta._core.regression import (
+    METHODS,
     distinct_permutation_count,
     distinct_permutations,
     fit_mods,
@@ -172,7 +173,8 @@ def metareg(
         Effect sizes (``yi``, ``vi``) and moderator columns.
     mods : str
         A patsy formula such as ``"~ ablat"`` or ``"~ C(route) + dose_mg_kg"``.
-    method : {"REML", "ML", "DL", "PM", "EB", "FE", "EE"}
+    method : {"REML", "ML", "DL", "HE", "PM", "EB", "FE", "EE"}
+        tau² estimator with moderators (``METHODS`` of `ketameta._core.regression`).
     test : {"z", "knha"}
         ``"knha"`` scales the covariance by ``y'Py/(k-p)``: t(k-p) tests and QM as F(m, k-p).
 
@@ -207,6 +209,10 @@ def metareg(
     for column in (yi, vi):
         if column not in data.columns:
             raise ValueError(f"column {column!r} is not in data")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not isinstance(level, (int, float)) or not 0 < level < 100:
+        raise ValueError(f"level must be a percentage between 0 and 100, got {level!r}")
     if test not in ("z", "knha"):
         raise ValueError(f"test must be 'z' or 'knha', got {test!r}")
     variables = _variables(data, mods, (yi, vi))
