@@ -25,7 +25,7 @@ from ketameta.exceptions import (
     SingleStudyWarning,
     ZeroCellWarning,
 )
-from ketameta.regression import MetaRegResult, PermutationResult, metareg
+from ketameta.regression import MetaRegResult, PermutationResult, metareg, permutest
 from ketameta.results import BatchResult, MetaResult
 from ketameta.sensitivity import (
     cumulative,
@@ -70,6 +70,7 @@ __all__ = [
     "meta_mh",
     "meta_peto",
     "metareg",
+    "permutest",
     "pet_peese",
     "plots",
     "subgroup",
