@@ -28,6 +28,7 @@ from ketameta.exceptions import (
 from ketameta.regression import MetaRegResult, PermutationResult, metareg, permutest
 from ketameta.results import BatchResult, MetaResult
 from ketameta.sensitivity import (
+    baujat,
     cumulative,
     gosh,
     influence,
@@ -55,6 +56,7 @@ __all__ = [
     "ZeroCellWarning",
     "__version__",
     "analyses",
+    "baujat",
     "begg_test",
     "cumulative",
     "egger_test",

@@ -200,5 +200,25 @@ def _gosh_chunk(masks: np.ndarray, yi: np.ndarray, vi: np.ndarray, method: str) 
         mask=masks,
         method=method,
         ci_tau2=False,
+        stats=False,
     )
     return np.column_stack([masks.sum(axis=1), fit["estimate"], fit["tau2"], fit["i2"], fit["q"]])
+
+
+def baujat(result: Any) -> pd.DataFrame:
+    """Baujat's diagnostics (Baujat et al. 2002), as metafor's ``baujat()``: per study, its
+    contribution to Q, ``x = (y_i - estimate)² / (v_i + tau²)``, and its influence on the pooled
+    estimate, ``y = (estimate - estimate_(-i))² / se_(-i)²``.
+
+    Examples
+    --------
+    >>> from ketameta import meta
+    >>> res = meta([-0.5, -0.2, -0.4, -0.1], [0.04, 0.05, 0.03, 0.02], method="DL")
+    >>> list(baujat(res).columns)
+    ['x', 'y']
+    """
+    _need(result, 3, "baujat")
+    loo = core.leave_one_out(result.yi, result.vi, method=result.method, test=result.test)
+    x = (result.yi - result.estimate) ** 2 / (result.vi + result.tau2)
+    y = (result.estimate - loo["estimate"]) ** 2 / loo["se"] ** 2
+    return pd.DataFrame({"x": x, "y": y}, index=pd.Index(list(result.labels), name="study"))
