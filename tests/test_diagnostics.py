@@ -36,3 +36,15 @@ def test_diagnostic_plots_show_every_row():
     assert len(baujat_plot(b).axes[0].collections[0].get_offsets()) == res.k
     g = gosh(res)
     assert gosh_plot(g).axes[0].collections  # hexbin for 8191 subsets
+
+
+def test_influence_panel_has_eight_measures_and_marks_flags():
+    from ketameta.plots.diagnostics import influence_panel
+    from ketameta.sensitivity import influence
+
+    data, _ = load_case("diagnostics_hackshaw1998_logor")
+    table = influence(meta(data=data, method="FE"))
+    fig = influence_panel(table)
+    assert [ax.get_title() for ax in fig.axes][:3] == ["rstudent", "DFFITS", "Cook's distance"]
+    marked = fig.axes[0].collections[1].get_offsets()
+    assert len(marked) == int(table["influential"].sum())

@@ -98,3 +98,36 @@ def gosh_plot(table: pd.DataFrame, *, title: str = "GOSH plot") -> Figure:
         ax.set_title(title, loc="left", fontweight="bold")
         fig.tight_layout()
     return fig
+
+
+INFLUENCE_PANELS = (
+    ("rstudent", "rstudent"),
+    ("dffits", "DFFITS"),
+    ("cooks_d", "Cook's distance"),
+    ("cov_ratio", "covariance ratio"),
+    ("tau2_del", "tau² (deleted)"),
+    ("qe_del", "QE (deleted)"),
+    ("hat", "hat"),
+    ("weight", "weight (%)"),
+)
+
+
+def influence_panel(table: pd.DataFrame, *, title: str = "Influence diagnostics") -> Figure:
+    """metafor-style panel of the `ketameta.sensitivity.influence` table: one small plot per
+    measure, studies on the x axis, influential studies marked in red."""
+    flags = table["influential"].to_numpy(bool)
+    x = np.arange(1, len(table) + 1)
+    with style_context():
+        fig = Figure(figsize=(10.0, 5.5))
+        axes = fig.subplots(2, 4)
+        for ax, (column, label) in zip(axes.ravel(), INFLUENCE_PANELS, strict=True):
+            values = table[column].to_numpy(float)
+            ax.plot(x, values, color="0.6", lw=0.8)
+            ax.scatter(x[~flags], values[~flags], s=14, color="#1f4e79", gid="study")
+            ax.scatter(x[flags], values[flags], s=18, color="#c0392b", gid="influential")
+            ax.set_title(label, fontsize=9)
+            ax.set_xticks(x if len(x) <= 20 else x[:: max(1, len(x) // 10)])
+            ax.tick_params(labelsize=7)
+        fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
+        fig.tight_layout()
+    return fig
