@@ -19,6 +19,7 @@ EXPECTED_CASES = {
     "escalc_zcor_molloy2014",
     "escalc_zerocell_nielweise2007",
     "metareg_bcg_ablat",
+    "metareg_methods_bcg",
     "multilevel_konstantopoulos2011",
     "permutest_exact_bcg",
     "permutest_exact_hine1989",

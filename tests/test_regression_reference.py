@@ -212,3 +212,39 @@ def test_between_test_equals_fe_model_with_level_factor(case, method):
         res = subgroup(data, by, method=method)
     ref = expected[f"separate_{method}"]["test_between_FE_mods_on_estimates"]
     close([res.test_separate.statistic, res.test_separate.pvalue], [ref["QM"], ref["QMp"]], method)
+
+
+# every tau² estimator with two moderators, z and knha (metareg_methods_bcg: metafor run to
+# exact roots with control threshold/tol 1e-12)
+MOD_METHODS = ["EE", "FE", "DL", "HE", "HS", "HSk", "SJ", "ML", "REML", "EB", "PM", "MP", "PMM"]
+CLOSED_FORM_MODS = {"EE", "FE", "DL", "HE", "HS", "HSk", "SJ"}
+
+
+@pytest.mark.parametrize("test", ["z", "knha"])
+@pytest.mark.parametrize("method", [*MOD_METHODS, "SJIT"])
+def test_metareg_every_estimator(method, test):
+    data, expected = load_case("metareg_methods_bcg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # knha with EE/FE warns, as metafor
+        res = metareg(data, "~ ablat + year", method=method, test=test)
+    # closed forms to 1e-8; iterative ones (exact roots on both sides) to 1e-6
+    check_model(res, expected[f"{method}_{test}"], "DL" if method in CLOSED_FORM_MODS else method)
+
+
+def _weighted_rss(data, tau2):
+    """y'P(tau²)y of the ~ ablat + year model (the PM / DLIT fixed-point equation)."""
+    y, w = data["yi"].to_numpy(), 1.0 / (data["vi"].to_numpy() + tau2)
+    X = np.column_stack([np.ones(len(data)), data["ablat"], data["year"]])
+    b = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * y))
+    return float(np.sum(w * (y - X @ b) ** 2))
+
+
+def test_metareg_dlit_is_the_fixed_point_metafor_stops_short_of():
+    data, expected = load_case("metareg_methods_bcg")
+    res = metareg(data, "~ ablat + year", method="DLIT")
+    # the fixed point of the DLIT iteration solves y'Py = k - p: the PM root
+    close(res.tau2, expected["PM_z"]["tau2"], "PM")
+    assert _weighted_rss(data, res.tau2) == pytest.approx(res.k - 3, rel=1e-9)
+    # metafor 3.8.1 stops at a tau² that is not a fixed point (y'Py = 14.5 there, not 10)
+    stopped = expected["DLIT_z"]["tau2"]
+    assert abs(_weighted_rss(data, stopped) - (res.k - 3)) > 1.0

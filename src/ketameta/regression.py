@@ -173,8 +173,11 @@ def metareg(
         Effect sizes (``yi``, ``vi``) and moderator columns.
     mods : str
         A patsy formula such as ``"~ ablat"`` or ``"~ C(route) + dose_mg_kg"``.
-    method : {"REML", "ML", "DL", "HE", "PM", "EB", "FE", "EE"}
-        tau² estimator with moderators (``METHODS`` of `ketameta._core.regression`).
+    method : str
+        tau² estimator with moderators, as metafor's ``rma(mods=)``: ``"REML"`` (default),
+        ``"ML"``, ``"DL"``, ``"HE"``, ``"HS"``, ``"HSk"``, ``"SJ"``, ``"PM"``, ``"MP"``,
+        ``"PMM"``, ``"EB"``, ``"DLIT"``, ``"SJIT"``, ``"FE"``, ``"EE"`` (``METHODS`` of
+        `ketameta._core.regression`). Iterative ones are solved to exact roots.
     test : {"z", "knha"}
         ``"knha"`` scales the covariance by ``y'Py/(k-p)``: t(k-p) tests and QM as F(m, k-p).
 

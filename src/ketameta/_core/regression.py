@@ -8,7 +8,15 @@ moderators follow metafor's ``rma.uni`` (Raudenbush 2009; Viechtbauer 2005):
 * ``ML``/``REML``: Fisher scoring from the HE value to a change below ``tol`` (default 1e-12:
   the exact root; metafor's default stops at 1e-5), with step halving that keeps tau² ≥ 0.
 * ``HE``: ``(y'P₀y - tr(P₀V)) / (k - p)`` with the OLS residual maker ``P₀`` (truncated at 0).
-* ``PM``/``EB``: the root of ``y'P(tau²)y = k - p`` (bisection to the last bit).
+* ``HS``: ``(QE - k) / sum(1/v)``; ``HSk``: ``(k/(k - p) QE - k) / sum(1/v)``, with ``QE`` the
+  residual heterogeneity at ``W = diag(1/v)``.
+* ``SJ``: ``t0 y'P(t0)y / (k - p)`` from ``t0`` = the variance (divisor k) of the raw ``y``,
+  which is metafor's starting value (the moderators do not enter it).
+* ``PM``/``MP``/``EB``: the root of ``y'P(tau²)y = k - p`` (bisection to the last bit); ``PMM``:
+  the root of ``y'P(tau²)y`` = the median of chi²(k - p).
+* ``DLIT``/``SJIT``: the fixed points of metafor's iterations, which are the ``PM`` root (at a
+  fixed point ``y'Py = tr(P(V + tau²I)) = k - p``); returned exactly. metafor's DLIT iteration
+  with moderators creeps towards it and can stop far short (see ``docs/differences.md``).
 
 Everything is vectorised over a leading axis of problems (``X`` shaped (n, k, p)), which is
 what makes the permutation test fast; a single fit is the batch of one.
@@ -26,7 +34,24 @@ from numpy.typing import NDArray
 from scipy import stats
 
 Array = NDArray[np.float64]
-METHODS = ("FE", "EE", "DL", "HE", "ML", "REML", "PM", "EB")
+METHODS = (
+    "FE",
+    "EE",
+    "DL",
+    "HE",
+    "HS",
+    "HSk",
+    "SJ",
+    "ML",
+    "REML",
+    "EB",
+    "PM",
+    "MP",
+    "PMM",
+    "DLIT",
+    "SJIT",
+)
+PM_ROOTS = ("PM", "MP", "EB", "DLIT", "SJIT")  # estimators whose value is the PM root
 
 
 def _projection(X: Array, w: Array) -> tuple[Array, Array]:
@@ -74,6 +99,16 @@ def tau2_mods_batch(
         Py, _, wx, A = _residual_parts(y, X, w)
         qe = np.sum(y * Py, axis=-1)
         return np.maximum(0.0, (qe - (k - p)) / _trace_p(w, wx, A)), done
+    if method in ("HS", "HSk"):
+        w = 1.0 / v
+        Py, _, _, _ = _residual_parts(y, X, w)
+        qe = np.sum(y * Py, axis=-1)
+        scale = 1.0 if method == "HS" else k / (k - p)
+        return np.maximum(0.0, (scale * qe - k) / w.sum(-1)), done
+    if method == "SJ":
+        t0 = np.var(y, axis=-1)  # divisor k, as metafor's var(y) * (k - 1) / k
+        Py, _, _, _ = _residual_parts(y, X, 1.0 / (v + t0[:, None]))
+        return np.maximum(0.0, t0 * np.sum(y * Py, axis=-1) / (k - p)), done
     # Hedges-type estimator (OLS residuals): HE itself, and the start of ML/REML
     ones = np.ones((n, k))
     P0y, _, _, A0 = _residual_parts(y, X, ones)
@@ -81,8 +116,10 @@ def tau2_mods_batch(
     he = np.maximum(0.0, (np.sum(y * P0y, axis=-1) - tr_p0v) / (k - p))
     if method == "HE":
         return he, done
-    if method in ("PM", "EB"):
-        return _pm_batch(y, v, X, tol), done
+    if method in PM_ROOTS:
+        return _pm_batch(y, v, X, tol, float(k - p)), done
+    if method == "PMM":
+        return _pm_batch(y, v, X, tol, float(stats.chi2.ppf(0.5, k - p))), done
     if method not in ("ML", "REML"):
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     tau2 = he.copy()
@@ -128,13 +165,13 @@ def tau2_mods_batch(
     return tau2, done
 
 
-def _pm_batch(y: Array, v: Array, X: Array, tol: float) -> Array:
-    """Root of ``y'P(tau²)y = k - p`` (decreasing in tau²) by vectorised bisection."""
+def _pm_batch(y: Array, v: Array, X: Array, tol: float, target: float) -> Array:
+    """Root of ``y'P(tau²)y = target`` (decreasing in tau²) by vectorised bisection."""
     n, k, p = X.shape
 
     def excess(t: Array) -> Array:
         Py, _, _, _ = _residual_parts(y, X, 1.0 / (v + t[:, None]))
-        return np.sum(y * Py, -1) - (k - p)
+        return np.sum(y * Py, -1) - target
 
     lo = np.zeros(n)
     positive = excess(lo) > 0
