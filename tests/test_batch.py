@@ -83,6 +83,16 @@ def test_meta_batch_equals_one_at_a_time(method, test):
             assert np.isnan(batch.tau2_ci_low[i]) and np.isnan(single.tau2_ci[0])
 
 
+@pytest.mark.parametrize("method", ["DL", "REML", "PM"])
+def test_meta_batch_without_cis_keeps_every_estimate(method):
+    full = meta_batch(YI, VI, method=method)
+    fast = meta_batch(YI, VI, method=method, ci=False)
+    for name in (*SCALARS, "se_tau2", "loglik"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(full, name), err_msg=name)
+    for name in ("tau2_ci_low", "tau2_ci_high", "i2_ci_low", "i2_ci_high", "h2_ci_low"):
+        assert np.isnan(getattr(fast, name)).all() and np.isfinite(getattr(full, name)).all()
+
+
 @pytest.mark.parametrize("method", ["DL", "REML", "PM", "ML", "DLIT"])
 def test_mask_equals_the_unmasked_subset(method):
     rng = np.random.default_rng(7)

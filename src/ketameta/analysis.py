@@ -202,6 +202,7 @@ def meta_batch(
     method: MethodName = "REML",
     test: TestName = "z",
     level: float = 95,
+    ci: bool = True,
 ) -> BatchResult:
     """Fit many meta-analyses at once: one per row of 2-D ``yi``/``vi``.
 
@@ -212,6 +213,9 @@ def meta_batch(
         with NaN in *both* ``yi`` and ``vi`` (a NaN in only one of them is an error).
     method, test, level
         As :func:`meta`.
+    ci : bool
+        Compute the Q-profile intervals of tau², I² and H² (default). ``False`` leaves them NaN
+        and saves about 40% of the time, for simulation studies that need only the estimates.
 
     Returns
     -------
@@ -267,8 +271,12 @@ def meta_batch(
         raise ValueError(f"Rows with no studies: {np.flatnonzero(k == 0).tolist()}.")
     full = bool(mask.all())
     out = fit_batch(
-        y, v, mask=None if full else mask, method=method, test=test, level=level, ci_tau2=True
+        y, v, mask=None if full else mask, method=method, test=test, level=level, ci_tau2=ci
     )
+    if not ci:
+        nan = np.full(y.shape[0], np.nan)
+        for key in ("tau2", "i2", "h2"):
+            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = nan, nan
     if not out["converged"].all():
         rows = np.flatnonzero(~out["converged"]).tolist()
         warnings.warn(
