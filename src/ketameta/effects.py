@@ -214,22 +214,14 @@ def escalc(
     unknown = sorted(set(inputs) - set(needed))
     if unknown:
         raise ValueError(f"unexpected inputs for measure {measure!r}: {', '.join(unknown)}")
-    length = len(data) if data is not None else None
-    arrays: dict[str, np.ndarray] = {}
-    for name in needed:
-        arrays[name] = _column(inputs[name], name, data, length)
-        length = arrays[name].shape[0]
-    rows = _row_names(data, length or 0)
-    shown = {name: _shown(name, inputs[name]) for name in needed}
-    for name, values in arrays.items():
-        _check(name, values, rows, shown[name])
+    arrays, rows, shown = _read_inputs(inputs, needed, data)
     excluded: list[tuple[str, str]] = []
-    keep = np.ones(length or 0, dtype=bool)
+    keep = np.ones(len(rows), dtype=bool)
     if measure in ("RR", "OR", "RD"):
         yi, vi, keep, excluded = _binary(measure, arrays, rows, add, to, drop00, shown)
     else:
         yi, vi = _continuous(measure, arrays, rows, vtype, shown)
-    out = data.copy() if data is not None else pd.DataFrame(index=range(length or 0))
+    out = data.copy() if data is not None else pd.DataFrame(index=range(len(rows)))
     for name, values in arrays.items():
         if not isinstance(inputs[name], str):
             out[name] = values
@@ -252,6 +244,23 @@ def _finish(out, yi, vi, measure, direction, favours_group1, excluded) -> pd.Dat
         excluded=list(excluded),
     )
     return out
+
+
+def _read_inputs(
+    inputs: dict[str, Any], needed: Sequence[str], data: pd.DataFrame | None
+) -> tuple[dict[str, np.ndarray], list[str], dict[str, str]]:
+    """The needed inputs as checked float arrays of one length, the row names, and how each
+    input is named in messages (the column name or the argument)."""
+    length = len(data) if data is not None else None
+    arrays: dict[str, np.ndarray] = {}
+    for name in needed:
+        arrays[name] = _column(inputs[name], name, data, length)
+        length = arrays[name].shape[0]
+    rows = _row_names(data, length or 0)
+    shown = {name: _shown(name, inputs[name]) for name in needed}
+    for name, values in arrays.items():
+        _check(name, values, rows, shown[name])
+    return arrays, rows, shown
 
 
 def _check_signs(direction: str | None, favours_group1: str | None) -> None:
@@ -368,15 +377,8 @@ def _generic(data, level, ratio, direction, favours_group1, inputs) -> pd.DataFr
         raise ValueError(f"unexpected inputs for measure 'GEN': {', '.join(unknown)}")
     if by_se and ratio:
         raise ValueError("ratio=True needs 'ci_low'/'ci_high' (an SE of a ratio is ambiguous)")
-    length = len(data) if data is not None else None
-    arrays: dict[str, np.ndarray] = {}
-    for name in needed:
-        arrays[name] = _column(inputs[name], name, data, length)
-        length = arrays[name].shape[0]
-    rows = _row_names(data, length or 0)
-    shown = {name: _shown(name, inputs[name]) for name in needed}
+    arrays, rows, shown = _read_inputs(inputs, needed, data)
     for name, values in arrays.items():
-        _check(name, values, rows, shown[name])
         if ratio and (values <= 0).any():
             raise ValueError(
                 f"{shown[name]} must be positive for a ratio (rows {_list(rows, values <= 0)})"
@@ -403,7 +405,7 @@ def _generic(data, level, ratio, direction, favours_group1, inputs) -> pd.DataFr
         raise ValueError(
             f"{shown.get('se', repr('se'))} must be positive (rows {_list(rows, se <= 0)})"
         )
-    out = data.copy() if data is not None else pd.DataFrame(index=range(length or 0))
+    out = data.copy() if data is not None else pd.DataFrame(index=range(len(rows)))
     for name, values in arrays.items():
         if not isinstance(inputs[name], str):
             out[name] = values
