@@ -50,7 +50,7 @@ NOT_COMPARED = {
     "calls",  # provenance
     "measure",
     "method",  # checked as strings below
-    "tau2",  # always 0 for these common-effect models; BinaryResult has no tau2
+    "tau2",  # always 0 for these common-effect models (BinaryResult.tau2 is the constant 0)
     "CO",
     "COp",  # undocumented slot (Cochran's statistic with n, not n - 1): optional, not built
     "fitstats",  # log-likelihoods of rma.mh/rma.peto: not part of BinaryResult
@@ -116,6 +116,9 @@ def test_every_exported_quantity(case, key):
     assert (res.measure, ref["method"]) == (ref["measure"], "FE")
     assert res.method == ("PETO" if key == "PETO" else "MH")
     assert compared >= 10
+    # weights() in percent, for every table (the double-zero one included: 0 for OR/RR/Peto)
+    close(res.weights, ref["weights_pct"], "weights_pct")
+    close(res.studies()["weight"], ref["weights_pct"], "studies() weight")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -123,7 +126,7 @@ def test_every_exported_quantity(case, key):
 def test_reference_grid_is_complete(case, key):
     """Every exported key is either compared above or listed with a reason for not comparing."""
     _, ref = fit(case, key)
-    handled = set(SCALARS) | set(COUNTS) | {"k.yi", "yi", "vi"} | NOT_COMPARED
+    handled = set(SCALARS) | set(COUNTS) | {"k.yi", "yi", "vi", "weights_pct"} | NOT_COMPARED
     assert set(ref) - handled == set()
 
 

@@ -11,7 +11,7 @@ import pytest
 from _reference import load_case
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from ketameta import escalc, meta, meta_mh, subgroup
+from ketameta import escalc, meta, meta_mh, meta_peto, subgroup
 from ketameta.plots import forest, save
 
 BCG_ARMS = {"events1": "tpos", "n1": "n1", "events2": "cpos", "n2": "n2"}
@@ -247,17 +247,33 @@ def test_sorting_columns_and_bad_options(bcg):
         forest(res, arm_columns={"events1": "tp"})
 
 
-def test_results_without_per_study_weights_are_refused_by_name():
+def test_mantel_haenszel_forest_common_effect_weights_and_no_pi():
     frame = load_case("escalc_rr_bcg")[0]
-    res = meta_mh(
-        events1=frame["tpos"],
-        n1=frame["tpos"] + frame["tneg"],
-        events2=frame["cpos"],
-        n2=frame["cpos"] + frame["cneg"],
-        measure="RR",
-    )
-    with pytest.raises(TypeError, match="BinaryResult has no studies, weights"):
-        forest(res)
+    frame["n1"], frame["n2"] = frame["tpos"] + frame["tneg"], frame["cpos"] + frame["cneg"]
+    res = meta_mh("tpos", "n1", "cpos", "n2", data=frame, measure="RR")
+    ax_left, ax, ax_right = forest(res).axes
+    assert len(gid(ax, "study")) == 13 and not gid(ax, "pi")
+    (diamond,) = gid(ax, "diamond-overall")
+    assert diamond.get_xy()[:, 0].min() == pytest.approx(res.exp_ci_low, rel=1e-12)
+    assert "Overall (common effect, Mantel-Haenszel; k = 13)" in texts(ax_left)
+    (het,) = gid(ax_left, "heterogeneity")
+    assert "τ²" not in het.get_text() and f"Q = {res.q:.2f}, df = 12" in het.get_text()
+    # weights are metafor's MH weights, one per row; squares scale with them
+    assert [f"{w:.1f}%" for w in res.weights] == [
+        t.get_text() for t in ax_right.texts if t.get_gid() == "cell-weight"
+    ]
+    assert "4/123" in texts(ax_left) and "11/139" in texts(ax_left)
+
+
+def test_peto_forest_shows_the_table_left_out_without_drawing_it():
+    frame = load_case("binary_mh_peto_nielweise2007_zerocells")[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = meta_peto("ai", "n1i", "ci", "n2i", data=frame)
+    ax_left, ax, ax_right = forest(res).axes
+    assert len(gid(ax, "study")) == len(gid(ax, "ci")) == 17  # 18 tables, one not estimable
+    assert texts(ax_right).count("not estimable") == 1
+    assert "Overall (common effect, Peto; k = 18)" in texts(ax_left)
 
 
 def test_continuous_arms_from_escalc_inputs():

@@ -96,7 +96,7 @@ def test_subgroup_summary_and_common_tau2_share_one_tau2():
 
 def test_options_are_checked_by_name():
     with pytest.raises(ValueError, match="method must be one of"):
-        metareg(DF, "~ dose", method="HS")
+        metareg(DF, "~ dose", method="GENQ")
     with pytest.raises(ValueError, match="level must be a percentage"):
         metareg(DF, "~ dose", level=0.95 * 200)
     with pytest.raises(ValueError, match="test must be 'z' or 'knha'"):

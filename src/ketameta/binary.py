@@ -10,7 +10,6 @@ named in a :class:`~ketameta.exceptions.ZeroCellWarning`.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -20,116 +19,10 @@ from scipy import stats
 from ketameta._core import binary as core
 from ketameta._inputs import frozen, labels_from_data, labels_from_sequence
 from ketameta.exceptions import ExcludedStudyWarning, ZeroCellWarning
-from ketameta.results import ResultMixin
+from ketameta.results import BinaryResult
 
 _ARGS = ("events1", "n1", "events2", "n2")
-_RATIO = ("OR", "RR", "PETO")
-
-
-@dataclass(frozen=True, eq=False)
-class BinaryResult(ResultMixin):
-    """A Mantel-Haenszel or Peto common-effect result (metafor's ``rma.mh``/``rma.peto`` record).
-
-    Attributes (metafor's names in brackets): ``k`` [k, all tables]; ``estimate`` [b; log OR,
-    log RR or RD, log OR for Peto], ``se``, ``statistic`` [zval], ``pvalue`` [pval],
-    ``ci_low``/``ci_high`` [ci.lb/ci.ub]; ``q``, ``q_df`` (k.yi - 1), ``q_pvalue`` [QE, QEp],
-    ``i2`` (percent), ``h2`` [I2, H2]; ``measure`` ("OR", "RR", "RD" or "PETO"), ``method``
-    ("MH" or "PETO"), ``level`` (percent); ``labels``; ``yi``/``vi``: the per-study effects used
-    for Q, aligned with ``labels`` (NaN for tables left out of Q); ``excluded``: ``(label,
-    reason)`` of the tables left out of Q; for the MH odds ratio ``cmh``/``cmh_pvalue`` [MH,
-    MHp], ``tarone``/``tarone_pvalue`` [TA, TAp], ``breslow_day``/``breslow_day_pvalue`` [BD,
-    BDp] and ``k_pos`` [k.pos] (None otherwise; ``k_pos`` also for Peto); the options ``add``,
-    ``to``, ``drop00`` and ``correct``. ``exp_estimate``, ``exp_ci_low``, ``exp_ci_high``
-    back-transform the ratio measures (None for RD).
-    """
-
-    k: int
-    estimate: float
-    se: float
-    statistic: float
-    pvalue: float
-    ci_low: float
-    ci_high: float
-    q: float
-    q_df: int
-    q_pvalue: float
-    i2: float
-    h2: float
-    measure: str
-    method: str
-    level: float
-    labels: tuple[str, ...]
-    yi: np.ndarray = field(repr=False)
-    vi: np.ndarray = field(repr=False)
-    excluded: tuple[tuple[str, str], ...] = ()
-    cmh: float | None = None
-    cmh_pvalue: float | None = None
-    tarone: float | None = None
-    tarone_pvalue: float | None = None
-    breslow_day: float | None = None
-    breslow_day_pvalue: float | None = None
-    k_pos: int | None = None
-    add: float = 0.5
-    to: str = "only0"
-    drop00: bool = True
-    correct: bool | None = None
-
-    @property
-    def _title(self) -> str:  # type: ignore[override]
-        name = "Mantel-Haenszel" if self.method == "MH" else "Peto"
-        return f"{name} common-effect model ({self.measure}, k = {self.k})"
-
-    def _exp(self, value: float) -> float | None:
-        return float(np.exp(value)) if self.measure in _RATIO else None
-
-    @property
-    def exp_estimate(self) -> float | None:
-        """``exp(estimate)`` for OR, RR and Peto's OR; None for RD."""
-        return self._exp(self.estimate)
-
-    @property
-    def exp_ci_low(self) -> float | None:
-        """``exp(ci_low)`` for ratio measures; None for RD."""
-        return self._exp(self.ci_low)
-
-    @property
-    def exp_ci_high(self) -> float | None:
-        """``exp(ci_high)`` for ratio measures; None for RD."""
-        return self._exp(self.ci_high)
-
-    def summary(self) -> pd.DataFrame:
-        """One row: the pooled estimate, its test, Q/I²/H² and the OR tests.
-
-        ``scale`` says how ``estimate`` is expressed ("log" for OR, RR and Peto, "identity" for
-        RD); ratio measures add ``exp_estimate``, ``exp_ci_low``, ``exp_ci_high``.
-        """
-        row: dict[str, Any] = {
-            "method": self.method,
-            "measure": self.measure,
-            "scale": "log" if self.measure in _RATIO else "identity",
-            "k": self.k,
-            "estimate": self.estimate,
-            "se": self.se,
-            "statistic": self.statistic,
-            "pvalue": self.pvalue,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-        }
-        if self.measure in _RATIO:
-            row.update(
-                exp_estimate=self.exp_estimate,
-                exp_ci_low=self.exp_ci_low,
-                exp_ci_high=self.exp_ci_high,
-            )
-        row.update(q=self.q, q_df=self.q_df, q_pvalue=self.q_pvalue, i2=self.i2, h2=self.h2)
-        if self.cmh is not None:
-            row.update(
-                cmh=self.cmh,
-                cmh_pvalue=self.cmh_pvalue,
-                tarone=self.tarone,
-                tarone_pvalue=self.tarone_pvalue,
-            )
-        return pd.DataFrame([row], index=["estimate"])
+__all__ = ["BinaryResult", "meta_mh", "meta_peto"]
 
 
 def _problem_rows(labels, bad) -> str:
@@ -187,6 +80,15 @@ def _read_counts(inputs: dict, data, labels) -> tuple[list[np.ndarray], tuple[st
         if over.any():
             raise ValueError(f"{shown[ev]} exceeds {shown[n]} in rows {_problem_rows(rows, over)}")
     return arrays, rows, shown
+
+
+def _counts_frame(data, counts, rows) -> pd.DataFrame:
+    """The counts as ``events1, n1, events2, n2`` beside the caller's other columns."""
+    frame = pd.DataFrame(dict(zip(_ARGS, counts, strict=True)), index=range(len(rows)))
+    if data is not None:
+        others = data.reset_index(drop=True).drop(columns=list(_ARGS), errors="ignore")
+        frame = pd.concat([others, frame], axis=1)
+    return frame
 
 
 def _check_options(level, add, to) -> float:
@@ -319,6 +221,10 @@ def meta_mh(
     inputs = dict(events1=events1, n1=n1, events2=events2, n2=n2)
     (a, m1, c, m2), rows, _ = _read_counts(inputs, data, labels)
     b, d = m1 - a, m2 - c
+    extra: dict[str, Any] = dict(
+        weights=frozen(core.table_weights(a, b, c, d, measure)),
+        data=_counts_frame(data, (a, m1, c, m2), rows),
+    )
     pooled = core.mantel_haenszel(a, b, c, d, measure)
     if not np.isfinite(pooled.estimate):
         warnings.warn(
@@ -330,11 +236,10 @@ def meta_mh(
     yi, vi = core.per_study(a, b, c, d, measure, add=add, to=to, drop00=drop00)
     excluded = _exclusions(a, b, c, d, yi, rows, drop00, add, to, measure)
     het = core.heterogeneity(yi, vi, pooled.estimate)
-    extra: dict[str, Any] = {}
     if measure == "OR":
         cmh = core.cmh_test(a, b, c, d, correct=correct)
         bd, ta = core.tarone_test(a, b, c, d, np.exp(pooled.estimate))
-        extra = dict(
+        extra.update(
             cmh=float(cmh.statistic),
             cmh_pvalue=float(cmh.pvalue),
             tarone=float(ta.statistic),
@@ -417,4 +322,6 @@ def meta_peto(
         to=to,
         drop00=drop00,
         k_pos=int(k_pos),
+        weights=frozen(core.table_weights(a, b, c, d, "PETO")),
+        data=_counts_frame(data, (a, m1, c, m2), rows),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -232,3 +233,157 @@ class BatchResult(ResultMixin):
     def summary(self) -> pd.DataFrame:
         """DataFrame with one row per meta-analysis and the columns of ``_COLUMNS``."""
         return pd.DataFrame({name: getattr(self, name) for name in self._COLUMNS})
+
+
+_RATIO = ("OR", "RR", "PETO")
+
+
+@dataclass(frozen=True, eq=False)
+class BinaryResult(ResultMixin):
+    """A Mantel-Haenszel or Peto common-effect result (metafor's ``rma.mh``/``rma.peto`` record).
+
+    Attributes (metafor's names in brackets): ``k`` [k, all tables]; ``estimate`` [b; log OR,
+    log RR or RD, log OR for Peto], ``se``, ``statistic`` [zval], ``pvalue`` [pval],
+    ``ci_low``/``ci_high`` [ci.lb/ci.ub]; ``q``, ``q_df`` (k.yi - 1), ``q_pvalue`` [QE, QEp],
+    ``i2`` (percent), ``h2`` [I2, H2]; ``measure`` ("OR", "RR", "RD" or "PETO"), ``method``
+    ("MH" or "PETO"), ``level`` (percent); ``labels``; ``yi``/``vi``: the per-study effects used
+    for Q, aligned with ``labels`` (NaN for tables left out of Q); ``excluded``: ``(label,
+    reason)`` of the tables left out of Q; for the MH odds ratio ``cmh``/``cmh_pvalue`` [MH,
+    MHp], ``tarone``/``tarone_pvalue`` [TA, TAp], ``breslow_day``/``breslow_day_pvalue`` [BD,
+    BDp] and ``k_pos`` [k.pos] (None otherwise; ``k_pos`` also for Peto); the options ``add``,
+    ``to``, ``drop00`` and ``correct``. ``exp_estimate``, ``exp_ci_low``, ``exp_ci_high``
+    back-transform the ratio measures (None for RD). ``weights``: each table's share of the
+    pooled estimate in percent [weights()]: the MH weights (OR: b c / n; RR: c (a + b) / n;
+    RD: (a + b)(c + d) / n) or Peto's hypergeometric variances, from the raw counts; ``data``:
+    the counts as ``events1, n1, events2, n2`` (with the caller's other columns) for plots.
+    ``tau2`` (0), ``pi_low``/``pi_high`` (the CI) and ``test`` ("z") read as for a common-effect
+    `MetaResult`, so forest plots draw both alike.
+    """
+
+    k: int
+    estimate: float
+    se: float
+    statistic: float
+    pvalue: float
+    ci_low: float
+    ci_high: float
+    q: float
+    q_df: int
+    q_pvalue: float
+    i2: float
+    h2: float
+    measure: str
+    method: str
+    level: float
+    labels: tuple[str, ...]
+    yi: np.ndarray = field(repr=False)
+    vi: np.ndarray = field(repr=False)
+    excluded: tuple[tuple[str, str], ...] = ()
+    cmh: float | None = None
+    cmh_pvalue: float | None = None
+    tarone: float | None = None
+    tarone_pvalue: float | None = None
+    breslow_day: float | None = None
+    breslow_day_pvalue: float | None = None
+    k_pos: int | None = None
+    add: float = 0.5
+    to: str = "only0"
+    drop00: bool = True
+    correct: bool | None = None
+    weights: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
+    data: pd.DataFrame | None = field(default=None, repr=False)
+
+    tau2 = 0.0
+    test = "z"
+
+    @property
+    def pi_low(self) -> float:
+        """Common-effect model: no prediction interval beyond the CI (as metafor)."""
+        return self.ci_low
+
+    @property
+    def pi_high(self) -> float:
+        """Common-effect model: the CI's upper bound."""
+        return self.ci_high
+
+    def studies(self) -> pd.DataFrame:
+        """Per-table DataFrame: ``label, yi, vi, ci_low, ci_high, weight`` (weight in percent).
+
+        ``yi``/``vi`` are the per-study effects used for Q (NaN for tables left out of Q); their
+        intervals are normal at ``level``, as metafor's forest plot.
+        """
+        crit = -special.ndtri((1.0 - self.level / 100.0) / 2.0)
+        half = crit * np.sqrt(self.vi)
+        return pd.DataFrame(
+            {
+                "label": list(self.labels),
+                "yi": self.yi,
+                "vi": self.vi,
+                "ci_low": self.yi - half,
+                "ci_high": self.yi + half,
+                "weight": self.weights,
+            }
+        )
+
+    def plot_forest(self, **kwargs):
+        """Forest plot of this result; see :func:`ketameta.plots.forest.forest`."""
+        from ketameta.plots.forest import forest
+
+        return forest(self, **kwargs)
+
+    @property
+    def _title(self) -> str:  # type: ignore[override]
+        name = "Mantel-Haenszel" if self.method == "MH" else "Peto"
+        return f"{name} common-effect model ({self.measure}, k = {self.k})"
+
+    def _exp(self, value: float) -> float | None:
+        return float(np.exp(value)) if self.measure in _RATIO else None
+
+    @property
+    def exp_estimate(self) -> float | None:
+        """``exp(estimate)`` for OR, RR and Peto's OR; None for RD."""
+        return self._exp(self.estimate)
+
+    @property
+    def exp_ci_low(self) -> float | None:
+        """``exp(ci_low)`` for ratio measures; None for RD."""
+        return self._exp(self.ci_low)
+
+    @property
+    def exp_ci_high(self) -> float | None:
+        """``exp(ci_high)`` for ratio measures; None for RD."""
+        return self._exp(self.ci_high)
+
+    def summary(self) -> pd.DataFrame:
+        """One row: the pooled estimate, its test, Q/I²/H² and the OR tests.
+
+        ``scale`` says how ``estimate`` is expressed ("log" for OR, RR and Peto, "identity" for
+        RD); ratio measures add ``exp_estimate``, ``exp_ci_low``, ``exp_ci_high``.
+        """
+        row: dict[str, Any] = {
+            "method": self.method,
+            "measure": self.measure,
+            "scale": "log" if self.measure in _RATIO else "identity",
+            "k": self.k,
+            "estimate": self.estimate,
+            "se": self.se,
+            "statistic": self.statistic,
+            "pvalue": self.pvalue,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+        }
+        if self.measure in _RATIO:
+            row.update(
+                exp_estimate=self.exp_estimate,
+                exp_ci_low=self.exp_ci_low,
+                exp_ci_high=self.exp_ci_high,
+            )
+        row.update(q=self.q, q_df=self.q_df, q_pvalue=self.q_pvalue, i2=self.i2, h2=self.h2)
+        if self.cmh is not None:
+            row.update(
+                cmh=self.cmh,
+                cmh_pvalue=self.cmh_pvalue,
+                tarone=self.tarone,
+                tarone_pvalue=self.tarone_pvalue,
+            )
+        return pd.DataFrame([row], index=["estimate"])

@@ -268,3 +268,25 @@ def heterogeneity(yi, vi, estimate, *, q=None, several=None) -> Heterogeneity:
         i2 = np.where(several, np.maximum(0.0, 100.0 * (q - df) / q), 0.0)
         h2 = np.where(several, q / df, 1.0)
     return Heterogeneity(q, df, p, i2, h2)
+
+
+def table_weights(a, b, c, d, measure: str) -> Array:
+    """Each table's weight in the pooled estimate, in percent (metafor's ``weights()``).
+
+    MH: OR ``b c / n``, RR ``c (a + b) / n``, RD ``(a + b)(c + d) / n``; Peto (``"PETO"``): the
+    hypergeometric variance ``(a + c)(b + d) n1 n2 / (n² (n - 1))``. All from the raw counts.
+    """
+    a, b, c, d = (np.asarray(x, dtype=np.float64) for x in (a, b, c, d))
+    n1, n2 = a + b, c + d
+    n = n1 + n2
+    if measure == "OR":
+        w = b * c / n
+    elif measure == "RR":
+        w = c * n1 / n
+    elif measure == "RD":
+        w = n1 * n2 / n
+    elif measure == "PETO":
+        w = (a + c) * (b + d) * (n1 / n) * (n2 / n) / (n - 1.0)
+    else:
+        raise ValueError(f"measure must be OR, RR, RD or PETO, got {measure!r}")
+    return 100.0 * w / np.sum(w, axis=-1, keepdims=True)

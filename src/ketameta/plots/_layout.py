@@ -159,6 +159,10 @@ def study_rows(
     return rows
 
 
+# common-effect methods, with how the pooled label names them
+COMMON_EFFECT = {"EE": "", "FE": "", "MH": ", Mantel-Haenszel", "PETO": ", Peto"}
+
+
 def p_text(p: float) -> str:
     """``p < 0.001`` or ``p = 0.042``."""
     if p is None or not math.isfinite(p):
@@ -170,15 +174,19 @@ def het_text(res: Any) -> str:
     """The heterogeneity line of a pooled result (tau², I², Q and its p)."""
     if res.k < 2:
         return "Heterogeneity: not estimable (k = 1)"
+    tau2 = "" if res.method in COMMON_EFFECT else f"τ² = {res.tau2:.3f}; "
     return (
-        f"Heterogeneity: τ² = {res.tau2:.3f}; I² = {res.i2:.1f}%; "
+        f"Heterogeneity: {tau2}I² = {res.i2:.1f}%; "
         f"Q = {res.q:.2f}, df = {res.q_df}, {p_text(res.q_pvalue)}"
     )
 
 
 def pooled_label(res: Any, title: str) -> str:
-    model = "common effect" if res.method in ("EE", "FE") else f"random effects, {res.method}"
-    test = ", Hartung-Knapp" if res.test == "knha" else ""
+    if res.method in COMMON_EFFECT:
+        model = "common effect" + COMMON_EFFECT[res.method]
+    else:
+        model = f"random effects, {res.method}"
+    test = ", Hartung-Knapp" if getattr(res, "test", "z") == "knha" else ""
     return f"{title} ({model}{test}; k = {res.k})"
 
 
@@ -211,7 +219,7 @@ def _pooled_rows(res: Any, title: str, gid: str, show_pi: bool) -> list[Row]:
     rows = [
         Row("diamond", pooled_label(res, title), res.estimate, res.ci_low, res.ci_high, gid=gid)
     ]
-    if show_pi and res.k > 1 and res.method not in ("EE", "FE") and math.isfinite(res.pi_low):
+    if show_pi and res.k > 1 and res.method not in COMMON_EFFECT and math.isfinite(res.pi_low):
         rows.append(
             Row("pi", "Prediction interval", res.estimate, res.pi_low, res.pi_high, gid="pi")
         )

@@ -70,7 +70,7 @@ def forest(
 
     Parameters
     ----------
-    result : MetaResult or SubgroupResult
+    result : MetaResult, SubgroupResult or BinaryResult (Mantel-Haenszel or Peto)
         What to draw; the plot computes no statistics (study CIs come from ``result.studies()``).
     title : str, optional
         Shown at the top left.
@@ -125,8 +125,8 @@ def forest(
     missing = [a for a in ("studies", "weights", "tau2", "pi_low") if not hasattr(overall_like, a)]
     if missing:
         raise TypeError(
-            f"result: forest() draws a MetaResult or a SubgroupResult; {type(result).__name__} "
-            f"has no {', '.join(missing)}"
+            "result: forest() draws a MetaResult, SubgroupResult or BinaryResult; "
+            f"{type(result).__name__} has no {', '.join(missing)}"
         )
     measure = getattr(overall_like, "measure", None)
     ratio = is_ratio(measure)
@@ -153,7 +153,9 @@ def forest(
     if show_weights:
         right.append(Column("weight", "Weight", align="right"))
     for r in rows:
-        if r.kind in ("study", "diamond", "pi"):
+        if r.kind == "study" and not math.isfinite(r.est):
+            r.cells["est"] = "not estimable"
+        elif r.kind in ("study", "diamond", "pi"):
             ci = f"[{fmt(r.low, digits)}, {fmt(r.high, digits)}]"
             r.cells["est"] = ci if r.kind == "pi" else f"{fmt(r.est, digits)} {ci}"
         if r.kind == "study" and show_weights:
@@ -304,6 +306,8 @@ def _draw_rows(ax_left, ax, ax_right, rows, y, left, right, lims) -> None:
                         parse_math=False,
                         gid=f"cell-{col.key}",
                     )
+        if r.kind == "study" and not math.isfinite(r.est):
+            continue  # no effect (a table left out): text only, nothing drawn
         if r.kind == "study":
             _whisker(ax, yy, r.low, r.high, lims, gid="ci")
             w = r.weight if math.isfinite(r.weight) else 0.0
