@@ -297,6 +297,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also metafor GOSH REML k=16")
     args = parser.parse_args()
     budget = 0.5 if args.quick else 2.0
+    import ketameta as km
     from ketameta._core.batch import fit_batch
 
     print(f"BLAS: {blas()}")
@@ -328,8 +329,8 @@ def main() -> None:
             rows.append(
                 (
                     name,
-                    "ketameta core, no CIs (info)",
-                    *timed(lambda Y=Y, V=V: fit_batch(Y, V, method="REML", ci_tau2=False), budget),
+                    "ketameta meta_batch(ci=False)",
+                    *timed(lambda Y=Y, V=V: km.meta_batch(Y, V, method="REML", ci=False), budget),
                 )
             )
         for peer, fn in peer_fns.items():
