@@ -15,6 +15,7 @@ from ketameta.analysis import meta, meta_batch
 from ketameta.bias import begg_test, egger_test, fail_safe_n, pet_peese, trim_and_fill
 from ketameta.binary import BinaryResult, meta_mh, meta_peto
 from ketameta.data import load_screening, load_studies, validate_studies
+from ketameta.published import load_published
 from ketameta.effects import escalc
 from ketameta.exceptions import (
     ConvergenceWarning,
@@ -67,6 +68,7 @@ __all__ = [
     "leave_one_out",
     "load_screening",
     "load_studies",
+    "load_published",
     "meta",
     "meta_batch",
     "meta_mh",
