@@ -15,7 +15,6 @@ from ketameta.analysis import meta, meta_batch
 from ketameta.bias import begg_test, egger_test, fail_safe_n, pet_peese, trim_and_fill
 from ketameta.binary import BinaryResult, meta_mh, meta_peto
 from ketameta.data import load_screening, load_studies, validate_studies
-from ketameta.published import load_published
 from ketameta.effects import escalc
 from ketameta.exceptions import (
     ConvergenceWarning,
@@ -26,6 +25,7 @@ from ketameta.exceptions import (
     SingleStudyWarning,
     ZeroCellWarning,
 )
+from ketameta.published import load_published
 from ketameta.regression import MetaRegResult, PermutationResult, metareg, permutest
 from ketameta.results import BatchResult, MetaResult
 from ketameta.sensitivity import (
