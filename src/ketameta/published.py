@@ -29,8 +29,8 @@ REQUIRED = (
     "source_quote",
 )  # fmt: skip
 QUOTED = ("estimate", "ci_low", "ci_high", "k_studies", "n_participants", "i2")
-MEASURES = ("RR", "OR", "SMD_d", "SMD_g", "MD", "MD_decrease")
-FAVOURS = ("negative", "positive", "RR > 1", "RR < 1")
+MEASURES = ("RR", "OR", "SMD_d", "SMD_g", "MD", "MD_decrease", "SMD_decrease")
+FAVOURS = ("negative", "positive", "RR > 1", "RR < 1", "OR > 1")
 
 
 def validate_published(df: pd.DataFrame) -> list[Problem]:
