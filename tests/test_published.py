@@ -68,3 +68,20 @@ def test_missing_and_unknown_columns_are_named():
     problems = validate_published(pd.DataFrame({"ma_id": ["x"], "surprise": [1]}))
     messages = {(p.column, p.message) for p in problems}
     assert ("surprise", "unknown column") in messages and ("estimate", "column missing") in messages
+
+
+def test_report_section_shows_every_published_result_as_printed():
+    from types import SimpleNamespace
+
+    from ketameta import meta
+    from ketameta.report.published_section import published_section
+
+    tables = {}
+    overall = SimpleNamespace(controlled=meta([-0.5, -0.2, -0.4], [0.04, 0.05, 0.03]))
+    html_text = published_section(overall, tables, lambda df: df.to_html())
+    table = tables["published_meta_analyses"]
+    assert len(table) == len(load_published())
+    assert "-0.63 [-0.80, -0.45]" in table["estimate [95% CI]"].tolist()  # as printed
+    assert "This review" in html_text and "k = 3" in html_text
+    none = published_section(SimpleNamespace(controlled=None), {}, lambda df: "")
+    assert "no controlled comparison" in none

@@ -25,6 +25,7 @@ from ketameta.config import ReportConfig, load_config
 from ketameta.data import bundled_path, load_screening, load_studies
 from ketameta.plots import forest
 from ketameta.plots._style import save
+from ketameta.report.published_section import published_section
 from ketameta.tables import to_html
 
 CSS = """
@@ -297,6 +298,7 @@ def build_report(
         sensitivity = _sensitivity_section(
             {k: results[k] for k in ("overall", "route", "psychotherapy")}, tables
         )
+        published = published_section(results["overall"], tables, _table)
     messages = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
     say(f"[{len(steps)}/{len(steps)}] writing {out_dir}")
     warn_html = (
@@ -317,6 +319,7 @@ def build_report(
 <h2>Included studies</h2>{_table(tables["included_studies"])}
 {"".join(sections)}
 {sensitivity}
+{published}
 <h2>Warnings raised while building</h2>{warn_html}
 </body></html>
 """

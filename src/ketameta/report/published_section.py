@@ -1,0 +1,76 @@
+"""The report's "Published meta-analyses" section: their pooled results beside ours.
+
+Only reads: the published results (`ketameta.published.load_published`) and the review's
+already-fitted overall analysis. Nothing is pooled across the two; the reviews differ in
+trials, timepoints and measures, which the table keeps visible.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pandas as pd
+
+from ketameta.data import bundled_path
+from ketameta.published import load_published
+
+NOTE = (
+    "Pooled results reported by published meta-analyses, copied from their abstracts or "
+    "summary-of-findings tables (<code>data/published_meta_analyses.csv</code>, each with its "
+    "quote). Signs are as each review reports them; the last column says which side favours "
+    "ketamine. They are not pooled with this review's results: the reviews include different "
+    "trials, timepoints and measures."
+)
+
+
+def published_table(published: pd.DataFrame) -> pd.DataFrame:
+    """One display row per published result: who, what, the estimate with its CI, k and n.
+
+    ``published`` holds the file's cells as text, so numbers show as the source prints them.
+    """
+
+    def interval(row: pd.Series) -> str:
+        return f"{row['estimate']} [{row['ci_low']}, {row['ci_high']}]"
+
+    return pd.DataFrame(
+        {
+            "review": published["first_author"] + " " + published["year"],
+            "comparison": published["comparison"],
+            "outcome": published["outcome"],
+            "timepoint": published["timepoint"],
+            "measure": published["measure"],
+            "estimate [95% CI]": published.apply(interval, axis=1),
+            "k": published["k_studies"],
+            "n": published["n_participants"],
+            "favours ketamine": published["favours_ketamine"],
+        }
+    )
+
+
+def ours_line(overall: Any) -> str:
+    """This review's overall controlled estimate, in one sentence (or why there is none)."""
+    result = getattr(overall, "controlled", None)
+    if result is None:
+        return "<p>This review has no controlled comparison to set beside them.</p>"
+    summary = result.summary().iloc[0]
+    return (
+        "<p><strong>This review</strong> (controlled comparisons on a depression scale, "
+        f"Hedges' g, negative favours ketamine): g = {summary['estimate']:.2f} "
+        f"[{summary['ci_low']:.2f}, {summary['ci_high']:.2f}], k = {int(summary['k'])}.</p>"
+    )
+
+
+def published_section(overall: Any, tables: dict[str, pd.DataFrame], render) -> str:
+    """HTML of the section; adds ``published_meta_analyses`` to ``tables``."""
+    load_published()  # validates (raises DataValidationError listing every problem)
+    raw = pd.read_csv(
+        bundled_path("published_meta_analyses.csv"), dtype=str, keep_default_na=False
+    )
+    table = published_table(raw)
+    tables["published_meta_analyses"] = table
+    return (
+        "<h2>Published meta-analyses, for comparison</h2>"
+        f"<p class='note'>{NOTE}</p>{ours_line(overall)}{render(table)}"
+        f"<p class='note'>{html.escape('Sources: see data/published_meta_analyses.csv.')}</p>"
+    )
