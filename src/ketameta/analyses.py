@@ -33,8 +33,9 @@ from typing import Any, Literal
 import pandas as pd
 
 from ketameta.analysis import meta
-from ketameta.dependence import resolve_shared_controls, select_records
+from ketameta.dependence import resolve_shared_controls, select_binary_records, select_records
 from ketameta.evidence import CONTINUOUS_OUTCOMES, record_effects
+from ketameta.evidence_binary import BINARY_OUTCOMES, record_binary_effects
 from ketameta.exceptions import ExcludedStudyWarning
 from ketameta.results import ResultMixin
 from ketameta.subgroup import subgroup
@@ -53,6 +54,14 @@ QUESTIONS: dict[str, tuple[str | None, str]] = {
     ),
     "condition": ("condition", "Does the effect differ by condition?"),
 }
+
+
+# exclusions that are the record-selection rule at work (listed, not warned about)
+SELECTION_RULES = (
+    "not the primary record",
+    "outside the timepoint",
+    "not at the primary timepoint",
+)
 
 
 @dataclass(frozen=True)
@@ -81,9 +90,14 @@ class Settings:
         Standardise reported (LS-)mean differences through the SD recovered from their SE.
     assumed_r : float or None
         Pre-post correlation assumed for single-arm records that do not report one.
+    outcome : "continuous", "response", "remission" or "relapse"
+        Which records answer the questions: continuous depression scores (default; measure
+        SMD or MD) or a binary outcome (measure RR, OR or RD, from the arm counts; timepoint
+        ``"primary"`` then means the comparison's primary timepoint, see
+        `ketameta.dependence.select_binary_records`).
     """
 
-    measure: Literal["SMD", "MD"] = "SMD"
+    measure: Literal["SMD", "MD", "RR", "OR", "RD"] = "SMD"
     method: str = "REML"
     test: Literal["z", "knha"] = "knha"
     level: float = 95.0
@@ -93,6 +107,20 @@ class Settings:
     outcome_construct: str = "depression"
     allow_sd_from_contrast: bool = True
     assumed_r: float | None = None
+    outcome: Literal["continuous", "response", "remission", "relapse"] = "continuous"
+
+    def __post_init__(self) -> None:
+        if self.outcome not in ("continuous", *BINARY_OUTCOMES):
+            raise ValueError(
+                f"Settings.outcome must be 'continuous', 'response', 'remission' or 'relapse', "
+                f"got {self.outcome!r}"
+            )
+        allowed = ("SMD", "MD") if self.outcome == "continuous" else ("RR", "OR", "RD")
+        if self.measure not in allowed:
+            raise ValueError(
+                f"Settings.measure {self.measure!r} does not fit Settings.outcome "
+                f"{self.outcome!r}: use one of {', '.join(allowed)}"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (for the report's methods section)."""
@@ -144,7 +172,9 @@ def _default_studies() -> pd.DataFrame:
 def prepare_effects(
     studies: pd.DataFrame, settings: Settings
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Select, de-duplicate and compute effect sizes for the continuous depression records."""
+    """Select, de-duplicate and compute effect sizes for the records the settings ask for."""
+    if settings.outcome != "continuous":
+        return _prepare_binary(studies, settings)
     excluded: list[tuple[str, str]] = []
     scope = studies[
         (studies["outcome_construct"] == settings.outcome_construct)
@@ -163,12 +193,38 @@ def prepare_effects(
         assumed_r=settings.assumed_r,
     )
     excluded += dropped
+    return _with_therapy_group(effects), excluded
+
+
+def _with_therapy_group(effects: pd.DataFrame) -> pd.DataFrame:
     if not effects.empty:
         has_therapy = effects["psychotherapy"].fillna("none").astype(str).str.lower() != "none"
         effects["psychotherapy_group"] = has_therapy.map(
             {True: "with psychotherapy", False: "ketamine alone"}
         )
-    return effects, excluded
+    return effects
+
+
+def _prepare_binary(
+    studies: pd.DataFrame, settings: Settings
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Binary records of ``settings.outcome``: select, resolve multi-arm, compute RR/OR/RD."""
+    construct = studies["outcome_construct"] == settings.outcome_construct
+    scope = studies[construct & (studies["outcome_type"] == settings.outcome)]
+    single = scope["contrast"] == "prepost"
+    excluded = [
+        (rid, "single-arm record: no control arm for a between-arm ratio")
+        for rid in scope.loc[single, "record_id"]
+    ]
+    scope = scope[~single]
+    context = studies[construct & studies["study_id"].isin(scope["study_id"])]
+    selected, dropped = select_binary_records(scope, context, timepoint=settings.timepoint)
+    excluded += dropped
+    resolved, dropped = resolve_shared_controls(selected, strategy=settings.multiarm)
+    excluded += dropped
+    effects, dropped = record_binary_effects(resolved, measure=settings.measure)  # type: ignore[arg-type]
+    excluded += dropped
+    return _with_therapy_group(effects), excluded
 
 
 def _pool(effects: pd.DataFrame, by: str | None, settings: Settings, notes: list[str]) -> Any:
@@ -199,7 +255,7 @@ def run(name: str, studies: pd.DataFrame | None = None, settings: Settings | Non
     by, question = QUESTIONS[name]
     effects, excluded = prepare_effects(studies, settings)
     for record_id, reason in excluded:
-        if "not the primary record" in reason or "outside the timepoint" in reason:
+        if any(rule in reason for rule in SELECTION_RULES):
             continue
         warnings.warn(
             f"{name}: record {record_id} excluded: {reason}", ExcludedStudyWarning, stacklevel=2

@@ -118,6 +118,68 @@ def select_records(
     return records.loc[keep].copy(), excluded
 
 
+def select_binary_records(
+    records: pd.DataFrame, context: pd.DataFrame, *, timepoint: Timepoint = "primary"
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Keep one binary record (response, remission, ...) per comparison.
+
+    Binary records are rarely a trial's primary outcome, so ``timepoint="primary"`` takes, per
+    comparison, the binary record flagged primary if there is one; otherwise the one at the
+    *primary timepoint* found in ``context`` (every record of the same studies, any outcome
+    type): that of the same comparison's primary record, else the study's single primary
+    timepoint. Comparisons without such a record are excluded with the reason. A window
+    ``(low, high)`` works as in `select_records`.
+
+    Examples
+    --------
+    >>> binary = pd.DataFrame({"study_id": "a", "record_id": ["a_r1", "a_r7"], "arm1_label": "K",
+    ...                        "arm2_label": "P", "timepoint_days": [1.0, 7.0], "primary": "false"})
+    >>> context = pd.DataFrame({"study_id": ["a"], "record_id": ["a_madrs7"], "arm1_label": "K",
+    ...                         "arm2_label": "P", "timepoint_days": [7.0], "primary": ["true"]})
+    >>> kept, dropped = select_binary_records(binary, context)
+    >>> kept["record_id"].tolist(), dropped
+    (['a_r7'], [('a_r1', 'not at the primary timepoint (7 days; a_r7 taken)')])
+    """
+    if timepoint != "primary":
+        return select_records(records, timepoint=timepoint)
+    excluded: list[tuple[str, str]] = []
+    keep: list[object] = []
+    if records.empty:
+        return records.copy(), excluded
+    flagged = context[context["primary"].map(_is_true)]
+    days_of = pd.to_numeric(flagged["timepoint_days"], errors="coerce")
+    by_comparison = dict(zip(flagged.apply(comparison_key, axis=1), days_of, strict=True))
+    by_study = days_of.groupby(flagged["study_id"]).agg(lambda d: set(d.dropna()))
+    for key, group in records.groupby(records.apply(comparison_key, axis=1), sort=False):
+        primary = group[group["primary"].map(_is_true)]
+        if not primary.empty:
+            chosen, why = primary.index[0], "not the primary record"
+        else:
+            study = group["study_id"].iloc[0]
+            day = by_comparison.get(key)
+            if day is None and len(by_study.get(study, set())) == 1:
+                day = next(iter(by_study[study]))
+            if day is None or day != day:
+                for rid in group["record_id"]:
+                    excluded.append((rid, "no primary timepoint known for this comparison"))
+                continue
+            days = pd.to_numeric(group["timepoint_days"], errors="coerce")
+            match = group[days == day]
+            if match.empty:
+                for rid in group["record_id"]:
+                    excluded.append((rid, f"no record of this outcome at the primary timepoint "
+                                          f"({day:g} days)"))  # fmt: skip
+                continue
+            chosen, why = match.index[0], f"not at the primary timepoint ({day:g} days"
+        taken = records.at[chosen, "record_id"]
+        for idx, rid in zip(group.index, group["record_id"], strict=True):
+            if idx != chosen:
+                reason = f"{why}; {taken} taken)" if why.endswith("days") else f"{why} ({taken})"
+                excluded.append((rid, reason))
+        keep.append(chosen)
+    return records.loc[keep].copy(), excluded
+
+
 def _has_all(row: pd.Series, columns: tuple[str, ...]) -> bool:
     return all(pd.notna(row.get(c)) and str(row.get(c)).strip() != "" for c in columns)
 

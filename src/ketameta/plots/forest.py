@@ -161,6 +161,9 @@ def forest(
         if r.kind == "study" and show_weights:
             r.cells["weight"] = f"{r.weight:.1f}%"
     left_w = layout_columns(left, rows)
+    # pooled labels stay in the left panel: the diamond drawn on their row must not cover them
+    pooled = [text_width_in(r.label, FONT_SIZE, bold=True) for r in rows if r.kind == "diamond"]
+    left_w = max([left_w, *(w + 0.15 for w in pooled)])
     right_w = layout_columns(right, [*rows, Row("study", cells={"est": _widest_pooled(rows)})])
     plot_w = max(plot_width, free_text_width(rows) - left_w + 0.1)
     has_groups = any(c.group for c in left)
@@ -258,10 +261,13 @@ def _limits(rows: list[Row], xlim, ratio: bool) -> tuple[float, float]:
     if xlim is not None:
         return float(xlim[0]), float(xlim[1])
     to = np.log if ratio else (lambda v: v)
-    core = [to(v) for r in rows if r.kind != "study" for v in (r.est, r.low, r.high)]
-    core += [to(r.est) for r in rows if r.kind == "study"] + [0.0]
+    drawn = [r for r in rows if r.kind in ("study", "diamond", "pi")]
+    # estimates (and the null) set the core; interval ends may widen it up to twice its span
+    # (pooled intervals too: a Hartung-Knapp CI with k = 2 can span decades), longer ones get
+    # arrows
+    core = [to(r.est) for r in drawn if r.kind != "pi"] + [0.0]
     core = [v for v in core if math.isfinite(v)]
-    bounds = [to(v) for r in rows if r.kind == "study" for v in (r.low, r.high)]
+    bounds = [to(v) for r in drawn for v in (r.low, r.high) if v > 0 or not ratio]
     bounds = [v for v in bounds if math.isfinite(v)]
     lo, hi = min(core), max(core)
     span = max(hi - lo, 1e-3)

@@ -26,6 +26,7 @@ from ketameta.data import bundled_path, load_screening, load_studies
 from ketameta.plots import forest
 from ketameta.plots._style import save
 from ketameta.report.published_section import published_section
+from ketameta.review_binary import BINARY_NOTE, binary_analyses
 from ketameta.tables import to_html
 
 CSS = """
@@ -151,7 +152,7 @@ def _included(studies: pd.DataFrame) -> pd.DataFrame:
 
 def _analysis_section(result: analyses.ReviewAnalysis, tables: dict[str, pd.DataFrame]) -> str:
     parts = [
-        f"<h2>{html.escape(result.name.capitalize())}</h2>",
+        f"<h2>{html.escape(result.name.replace('_', ' ').capitalize())}</h2>",
         f"<p><i>{html.escape(result.question)}</i></p>",
     ]
     summary = result.summary()
@@ -171,7 +172,7 @@ def _analysis_section(result: analyses.ReviewAnalysis, tables: dict[str, pd.Data
             tables[f"{result.name}_{kind.split()[0].lower()}_tests"] = tests
             parts.append("<p>Test for subgroup differences:</p>" + to_html(tests))
         if getattr(res, "k", 2) >= 1:
-            fig = forest(res, title=f"{result.name}: {kind.lower()}")
+            fig = forest(res, title=f"{result.name.replace('_', ' ')}: {kind.lower()}")
             parts.append(_figure_html(fig, f"forest plot, {result.name}, {kind}"))
     if result.notes:
         parts.append(
@@ -298,6 +299,10 @@ def build_report(
         sensitivity = _sensitivity_section(
             {k: results[k] for k in ("overall", "route", "psychotherapy")}, tables
         )
+        binary = [
+            _analysis_section(result, tables)
+            for result in binary_analyses(studies, cfg.analysis, ("overall", "route"))
+        ]
         published = published_section(results["overall"], tables, _table)
     messages = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
     say(f"[{len(steps)}/{len(steps)}] writing {out_dir}")
@@ -319,6 +324,9 @@ def build_report(
 <h2>Included studies</h2>{_table(tables["included_studies"])}
 {"".join(sections)}
 {sensitivity}
+<h2>Response and remission</h2>
+<p class='note'>{html.escape(BINARY_NOTE)}</p>
+{"".join(binary)}
 {published}
 <h2>Warnings raised while building</h2>{warn_html}
 </body></html>
