@@ -26,3 +26,19 @@ therapy.notes, therapy.excluded[:5]
 
 # %%
 route.controlled.plot_forest(title="Intravenous vs intranasal")
+
+# %% [markdown]
+# ## The same question on responders
+# `Settings(outcome="response", measure="RR")` asks it of response (risk ratios from the arm
+# counts, at each comparison's primary timepoint); RR > 1 favours ketamine.
+
+# %%
+from ketameta.analyses import Settings
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    response = km.analyses.route(settings=Settings(outcome="response", measure="RR"))
+response.effects[["label", "events1", "n1", "events2", "n2", "yi", "vi"]]
+
+# %%
+response.controlled.plot_forest(title="Response, intravenous vs intranasal")
