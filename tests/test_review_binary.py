@@ -150,3 +150,21 @@ def test_binary_analyses_name_each_outcome_and_question():
     results = binary_analyses(studies, Settings(), ("overall",), ("relapse",))
     assert [r.name for r in results] == ["relapse_overall"]
     assert results[0].settings["measure"] == "RR" and results[0].controlled.k == 13
+
+
+def test_madrs_mean_difference_uses_contrast_only_trials_the_smd_analysis_cannot():
+    from ketameta.data import load_studies
+    from ketameta.review_binary import madrs_md
+
+    studies = load_studies()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        md = madrs_md(studies, Settings())
+        smd = analyses.run("overall", studies, Settings())
+    md_paths = dict(zip(md.effects["record_id"], md.effects["effect_path"], strict=True))
+    contrast_only = [rid for rid, path in md_paths.items() if path == "reported_md"]
+    assert contrast_only  # trials with an LS-mean difference and SE but no arm sizes
+    smd_reasons = dict(smd.excluded)
+    for rid in contrast_only:
+        assert "arm sizes n1/n2 missing" in smd_reasons[rid]
+    assert md.name == "overall_MADRS_mean_difference" and md.controlled.measure == "MD"

@@ -1,4 +1,5 @@
-"""The review's questions on response and remission (risk ratios from arm counts).
+"""The review's questions on other scales: response and remission (risk ratios from arm
+counts), and the overall question as a MADRS mean difference.
 
 The continuous analyses (`ketameta.analyses`) answer each question on depression scores; here
 the same questions are asked of responders and remitters, with the settings of the report
@@ -46,3 +47,20 @@ def binary_analyses(
             result = analyses.run(name, studies, binary_settings)
             out.append(replace(result, name=f"{outcome}_{name}"))
     return out
+
+
+def madrs_md(studies: pd.DataFrame, settings: Settings) -> ReviewAnalysis:
+    """The overall question as a raw MADRS mean difference (``measure="MD"``).
+
+    It uses the trials that report only an LS-mean difference with its SE and no arm sizes
+    (which cannot be standardised), so it complements the SMD analysis.
+
+    Examples
+    --------
+    >>> from ketameta.data import load_studies
+    >>> madrs_md(load_studies(), Settings()).settings["measure"]
+    'MD'
+    """
+    result = analyses.run("overall", studies, replace(settings, measure="MD"))
+    question = "How large is the effect on the MADRS, in points (mean difference)?"
+    return replace(result, name="overall_MADRS_mean_difference", question=question)

@@ -26,7 +26,7 @@ from ketameta.data import bundled_path, load_screening, load_studies
 from ketameta.plots import forest
 from ketameta.plots._style import save
 from ketameta.report.published_section import published_section
-from ketameta.review_binary import BINARY_NOTE, binary_analyses
+from ketameta.review_binary import BINARY_NOTE, binary_analyses, madrs_md
 from ketameta.tables import to_html
 
 CSS = """
@@ -150,9 +150,15 @@ def _included(studies: pd.DataFrame) -> pd.DataFrame:
     return studies.drop_duplicates("study_id")[cols].sort_values("study_id").reset_index(drop=True)
 
 
+def _heading(name: str) -> str:
+    """``overall_MADRS_mean_difference`` -> ``Overall MADRS mean difference``."""
+    text = name.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
 def _analysis_section(result: analyses.ReviewAnalysis, tables: dict[str, pd.DataFrame]) -> str:
     parts = [
-        f"<h2>{html.escape(result.name.replace('_', ' ').capitalize())}</h2>",
+        f"<h2>{html.escape(_heading(result.name))}</h2>",
         f"<p><i>{html.escape(result.question)}</i></p>",
     ]
     summary = result.summary()
@@ -296,6 +302,8 @@ def build_report(
             say(f"[{i}/{len(steps)}] analysis: {name}")
             results[name] = analyses.run(name, studies, cfg.analysis)
             sections.append(_analysis_section(results[name], tables))
+            if name == "overall" and cfg.analysis.measure == "SMD":
+                sections.append(_analysis_section(madrs_md(studies, cfg.analysis), tables))
         sensitivity = _sensitivity_section(
             {k: results[k] for k in ("overall", "route", "psychotherapy")}, tables
         )
