@@ -111,7 +111,10 @@ given both as the QM test of a mixed-effects model with common tau&sup2; and as 
 the separately pooled estimates. Reported LS-mean differences are standardised with the SD
 recovered from their SE (flagged <code>smd_from_contrast</code>) where arm-level SDs are not
 reported: {settings["allow_sd_from_contrast"]}. Single-arm studies are analysed separately and
-never pooled with controlled comparisons.</p>
+never pooled with controlled comparisons. Secondary analyses: the overall question as a raw
+MADRS mean difference (which also uses trials reporting only an LS-mean difference with its SE),
+and response and remission as risk ratios from the arm counts at each comparison's primary
+timepoint. Published meta-analyses are shown for comparison, not pooled.</p>
 <p class="note">Software: {html.escape(_versions())}.<br>Data: {html.escape(data_path.name)}
 SHA-256 {_sha256(data_path)}; configuration SHA-256 {_sha256(config_path)}.</p>"""
 
