@@ -1,5 +1,6 @@
 """Published meta-analytic results: validated like studies.csv, shipped with the package."""
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -73,7 +74,7 @@ def test_missing_and_unknown_columns_are_named():
 def test_report_section_shows_every_published_result_as_printed():
     from types import SimpleNamespace
 
-    from ketameta import meta
+    from ketameta import escalc, meta
     from ketameta.report.published_section import published_section
 
     tables = {}
@@ -82,6 +83,10 @@ def test_report_section_shows_every_published_result_as_printed():
     table = tables["published_meta_analyses"]
     assert len(table) == len(load_published())
     assert "-0.63 [-0.80, -0.45]" in table["estimate [95% CI]"].tolist()  # as printed
-    assert "This review" in html_text and "k = 3" in html_text
+    assert "This review" in html_text and "k = 3" in html_text and "Hedges' g" in html_text
+    ratio = meta(data=escalc("RR", events1=[4, 6], n1=[20, 20], events2=[2, 3], n2=[20, 20]))
+    line = published_section(SimpleNamespace(controlled=ratio), {}, lambda df: "")
+    assert f"{math.exp(ratio.estimate):.2f} [{math.exp(ratio.ci_low):.2f}," in line
+    assert "RR, above 1 favours ketamine" in line
     none = published_section(SimpleNamespace(controlled=None), {}, lambda df: "")
     assert "no controlled comparison" in none

@@ -8,6 +8,7 @@ trials, timepoints and measures, which the table keeps visible.
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 import pandas as pd
@@ -54,10 +55,19 @@ def ours_line(overall: Any) -> str:
     if result is None:
         return "<p>This review has no controlled comparison to set beside them.</p>"
     summary = result.summary().iloc[0]
+    measure = getattr(result, "measure", None) or "SMD"
+    values = [summary["estimate"], summary["ci_low"], summary["ci_high"]]
+    if measure in ("RR", "OR"):
+        values = [math.exp(v) for v in values]
+        what = f"{measure}, above 1 favours ketamine"
+    elif measure == "SMD":
+        what = "Hedges' g, negative favours ketamine"
+    else:
+        what = f"{measure}, negative favours ketamine"
     return (
-        "<p><strong>This review</strong> (controlled comparisons on a depression scale, "
-        f"Hedges' g, negative favours ketamine): g = {summary['estimate']:.2f} "
-        f"[{summary['ci_low']:.2f}, {summary['ci_high']:.2f}], k = {int(summary['k'])}.</p>"
+        "<p><strong>This review</strong> (controlled comparisons, "
+        f"{html.escape(what)}): {values[0]:.2f} [{values[1]:.2f}, {values[2]:.2f}], "
+        f"k = {int(summary['k'])}.</p>"
     )
 
 
