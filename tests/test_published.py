@@ -1,5 +1,6 @@
 """Published meta-analytic results: validated like studies.csv, shipped with the package."""
 
+import html
 import math
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def test_report_section_shows_every_published_result_as_printed():
 
     tables = {}
     overall = SimpleNamespace(controlled=meta([-0.5, -0.2, -0.4], [0.04, 0.05, 0.03]))
-    html_text = published_section(overall, tables, lambda df: df.to_html())
+    html_text = html.unescape(published_section(overall, tables, lambda df: df.to_html()))
     table = tables["published_meta_analyses"]
     assert len(table) == len(load_published())
     assert "-0.63 [-0.80, -0.45]" in table["estimate [95% CI]"].tolist()  # as printed
