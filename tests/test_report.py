@@ -30,9 +30,18 @@ def test_report_has_every_section_and_is_self_contained(built):
         "Drug",
         "Comparator",
         "Condition",
+        "Overall MADRS mean difference",
+        "Response and remission",
+        "Response overall",
+        "Remission route",
+        "Published meta-analyses, for comparison",
         "Warnings raised while building",
     ):
         assert f">{heading}<" in text, heading
+    tables = built.parent / "tables"
+    for name in ("overall_MADRS_mean_difference_summary", "response_overall_summary",
+                 "remission_route_excluded", "published_meta_analyses"):  # fmt: skip
+        assert (tables / f"{name}.csv").exists(), name
     assert "data:image/png;base64," in text
     assert "http://" not in text and "https://" not in text.split("<body>")[0]
     assert (built.parent / "tables" / "included_studies.csv").exists()
