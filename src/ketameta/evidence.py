@@ -175,14 +175,26 @@ def record_effects(
         new["sign_flipped"] = flipped
         new["single_arm"] = single
         rows.append(new)
+    return finish_effects(rows, records, measure, "negative", excluded), excluded
+
+
+def finish_effects(
+    rows: list[pd.Series],
+    records: pd.DataFrame,
+    measure: str,
+    favours_group1: str,
+    excluded: list[tuple[str, str]],
+) -> pd.DataFrame:
+    """The effects table from its rows: labels, and the measure, sign convention and
+    exclusions in ``attrs`` (an empty table keeps the input's columns)."""
     effects = pd.DataFrame(rows)
     if effects.empty:
         effects = records.iloc[0:0].assign(yi=[], vi=[], effect_path=[], sign_flipped=[])
     effects["label"] = _labels(effects)
     effects.attrs["measure"] = measure
-    effects.attrs["favours_group1"] = "negative"
+    effects.attrs["favours_group1"] = favours_group1
     effects.attrs["excluded"] = list(excluded)
-    return effects.reset_index(drop=True), excluded
+    return effects.reset_index(drop=True)
 
 
 def _labels(effects: pd.DataFrame) -> list[str]:

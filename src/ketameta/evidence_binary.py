@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ketameta.effects import escalc
-from ketameta.evidence import _labels, _num
+from ketameta.evidence import _num, finish_effects
 
 BinaryMeasure = Literal["RR", "OR", "RD"]
 BINARY_OUTCOMES = ("response", "remission", "relapse")
@@ -90,12 +90,5 @@ def record_binary_effects(
         new["sign_flipped"] = False
         new["single_arm"] = False
         rows.append(new)
-    effects = pd.DataFrame(rows)
-    if effects.empty:
-        effects = records.iloc[0:0].assign(yi=[], vi=[], effect_path=[], sign_flipped=[])
-    effects["label"] = _labels(effects)
-    effects.attrs["measure"] = measure
-    lower_better = directions == {"lower_is_better"}
-    effects.attrs["favours_group1"] = "negative" if lower_better else "positive"
-    effects.attrs["excluded"] = list(excluded)
-    return effects.reset_index(drop=True), excluded
+    favours = "negative" if directions == {"lower_is_better"} else "positive"
+    return finish_effects(rows, records, measure, favours, excluded), excluded

@@ -37,8 +37,44 @@ class ResultMixin:
             return f"{self._title}\n{self.summary().to_string()}"
 
 
+class StudyRowsMixin:
+    """Per-study rows and the forest plot, shared by the results that carry ``yi``, ``vi``,
+    ``labels``, ``weights`` (percent) and ``level``."""
+
+    yi: np.ndarray
+    vi: np.ndarray
+    labels: tuple[str, ...]
+    weights: np.ndarray
+    level: float
+
+    def studies(self) -> pd.DataFrame:
+        """Per-study DataFrame: ``label, yi, vi, ci_low, ci_high, weight`` (weight in percent).
+
+        Study intervals are yi ± z·sqrt(vi) at ``level`` (normal quantile, as metafor's forest
+        plot), whatever test the pooled estimate used; NaN where a study has no ``yi``.
+        """
+        crit = -special.ndtri((1.0 - self.level / 100.0) / 2.0)
+        half = crit * np.sqrt(self.vi)
+        return pd.DataFrame(
+            {
+                "label": list(self.labels),
+                "yi": self.yi,
+                "vi": self.vi,
+                "ci_low": self.yi - half,
+                "ci_high": self.yi + half,
+                "weight": self.weights,
+            }
+        )
+
+    def plot_forest(self, **kwargs):
+        """Forest plot of this result; see :func:`ketameta.plots.forest.forest`."""
+        from ketameta.plots.forest import forest
+
+        return forest(self, **kwargs)
+
+
 @dataclass(frozen=True, eq=False)
-class MetaResult(ResultMixin):
+class MetaResult(StudyRowsMixin, ResultMixin):
     """A fitted common-effect or random-effects meta-analysis (metafor's ``rma.uni`` record).
 
     Attributes (metafor's names in brackets): ``k``; ``estimate`` [b], ``se``, ``statistic``
@@ -143,31 +179,6 @@ class MetaResult(ResultMixin):
         }
         return pd.DataFrame([row], index=[self.measure or "estimate"])
 
-    def studies(self) -> pd.DataFrame:
-        """Per-study DataFrame: ``label, yi, vi, ci_low, ci_high, weight`` (weight in percent).
-
-        Study intervals are yi ± z·sqrt(vi) at ``level`` (normal quantile, as metafor's forest
-        plot), whatever ``test`` the pooled estimate used.
-        """
-        crit = -special.ndtri((1.0 - self.level / 100.0) / 2.0)
-        half = crit * np.sqrt(self.vi)
-        return pd.DataFrame(
-            {
-                "label": list(self.labels),
-                "yi": self.yi,
-                "vi": self.vi,
-                "ci_low": self.yi - half,
-                "ci_high": self.yi + half,
-                "weight": self.weights,
-            }
-        )
-
-    def plot_forest(self, **kwargs):
-        """Forest plot of this result; see :func:`ketameta.plots.forest.forest`."""
-        from ketameta.plots.forest import forest
-
-        return forest(self, **kwargs)
-
 
 @dataclass(frozen=True, eq=False)
 class BatchResult(ResultMixin):
@@ -239,7 +250,7 @@ _RATIO = ("OR", "RR", "PETO")
 
 
 @dataclass(frozen=True, eq=False)
-class BinaryResult(ResultMixin):
+class BinaryResult(StudyRowsMixin, ResultMixin):
     """A Mantel-Haenszel or Peto common-effect result (metafor's ``rma.mh``/``rma.peto`` record).
 
     Attributes (metafor's names in brackets): ``k`` [k, all tables]; ``estimate`` [b; log OR,
@@ -305,31 +316,6 @@ class BinaryResult(ResultMixin):
     def pi_high(self) -> float:
         """Common-effect model: the CI's upper bound."""
         return self.ci_high
-
-    def studies(self) -> pd.DataFrame:
-        """Per-table DataFrame: ``label, yi, vi, ci_low, ci_high, weight`` (weight in percent).
-
-        ``yi``/``vi`` are the per-study effects used for Q (NaN for tables left out of Q); their
-        intervals are normal at ``level``, as metafor's forest plot.
-        """
-        crit = -special.ndtri((1.0 - self.level / 100.0) / 2.0)
-        half = crit * np.sqrt(self.vi)
-        return pd.DataFrame(
-            {
-                "label": list(self.labels),
-                "yi": self.yi,
-                "vi": self.vi,
-                "ci_low": self.yi - half,
-                "ci_high": self.yi + half,
-                "weight": self.weights,
-            }
-        )
-
-    def plot_forest(self, **kwargs):
-        """Forest plot of this result; see :func:`ketameta.plots.forest.forest`."""
-        from ketameta.plots.forest import forest
-
-        return forest(self, **kwargs)
 
     @property
     def _title(self) -> str:  # type: ignore[override]
