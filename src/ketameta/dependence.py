@@ -153,7 +153,8 @@ def select_binary_records(
     for key, group in records.groupby(records.apply(comparison_key, axis=1), sort=False):
         primary = group[group["primary"].map(_is_true)]
         if not primary.empty:
-            chosen, why = primary.index[0], "not the primary record"
+            chosen = primary.index[0]
+            why = f"not the primary record ({records.at[chosen, 'record_id']})"
         else:
             study = group["study_id"].iloc[0]
             day = by_comparison.get(key)
@@ -170,12 +171,10 @@ def select_binary_records(
                     excluded.append((rid, f"no record of this outcome at the primary timepoint "
                                           f"({day:g} days)"))  # fmt: skip
                 continue
-            chosen, why = match.index[0], f"not at the primary timepoint ({day:g} days"
-        taken = records.at[chosen, "record_id"]
-        for idx, rid in zip(group.index, group["record_id"], strict=True):
-            if idx != chosen:
-                reason = f"{why}; {taken} taken)" if why.endswith("days") else f"{why} ({taken})"
-                excluded.append((rid, reason))
+            chosen = match.index[0]
+            taken = records.at[chosen, "record_id"]
+            why = f"not at the primary timepoint ({day:g} days; {taken} taken)"
+        excluded += [(rid, why) for idx, rid in group["record_id"].items() if idx != chosen]
         keep.append(chosen)
     return records.loc[keep].copy(), excluded
 
