@@ -94,8 +94,11 @@ def validate_published(df: pd.DataFrame) -> list[Problem]:
     return problems
 
 
-def load_published(path: str | Path | None = None) -> pd.DataFrame:
+def load_published(path: str | Path | None = None, *, as_text: bool = False) -> pd.DataFrame:
     """The published meta-analytic results (bundled file by default), validated.
+
+    ``as_text=True`` keeps every cell as the file's text (numbers as the source prints them,
+    e.g. ``"-0.80"``), for display; otherwise numeric columns are converted.
 
     Raises
     ------
@@ -116,6 +119,8 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
         raise DataValidationError(
             f"{source}: {len(problems)} problem(s):\n{lines}", [vars(p) for p in problems]
         )
+    if as_text:
+        return df
     for name in ("estimate", "ci_low", "ci_high", "i2"):
         df[name] = pd.to_numeric(df[name].replace("", None))
     for name in ("year", "k_studies", "n_participants"):

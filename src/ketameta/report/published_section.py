@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 
-from ketameta.data import bundled_path
 from ketameta.published import load_published
 
 NOTE = (
@@ -73,11 +72,7 @@ def ours_line(overall: Any) -> str:
 
 def published_section(overall: Any, tables: dict[str, pd.DataFrame], render) -> str:
     """HTML of the section; adds ``published_meta_analyses`` to ``tables``."""
-    load_published()  # validates (raises DataValidationError listing every problem)
-    raw = pd.read_csv(
-        bundled_path("published_meta_analyses.csv"), dtype=str, keep_default_na=False
-    )
-    table = published_table(raw)
+    table = published_table(load_published(as_text=True))
     tables["published_meta_analyses"] = table
     return (
         "<h2>Published meta-analyses, for comparison</h2>"
