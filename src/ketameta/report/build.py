@@ -26,7 +26,7 @@ from ketameta.data import bundled_path, load_screening, load_studies
 from ketameta.plots import forest
 from ketameta.plots._style import save
 from ketameta.report.published_section import published_section
-from ketameta.review_binary import BINARY_NOTE, binary_analyses, madrs_md
+from ketameta.review_secondary import BINARY_NOTE, binary_analyses, madrs_md
 from ketameta.tables import to_html
 
 CSS = """
