@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ketameta.regression import metareg
+from ketameta.synthesis.regression import metareg
 
 CASE = Path(__file__).resolve().parents[1] / "tests" / "reference" / "permutest_exact_bcg"
 

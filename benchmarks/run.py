@@ -118,8 +118,8 @@ def write(path: Path, **cols) -> None:
 def build_workloads(quick: bool):
     """(name, ketameta fn, ketameta values fn, {peer: values fn}, budget) per workload."""
     import ketameta as km
-    from ketameta.regression import metareg
-    from ketameta.sensitivity import gosh, influence, leave_one_out
+    from ketameta.synthesis.regression import metareg
+    from ketameta.synthesis.sensitivity import gosh, influence, leave_one_out
 
     sets = {}
     out = []

@@ -33,7 +33,7 @@ route.controlled.plot_forest(title="Intravenous vs intranasal")
 # counts, at each comparison's primary timepoint); RR > 1 favours ketamine.
 
 # %%
-from ketameta.analyses import Settings
+from ketameta.review.questions import Settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from ketameta import analyses
-from ketameta.evidence import record_effects
 from ketameta.exceptions import ExcludedStudyWarning
+from ketameta.review.evidence import record_effects
 
 
 def test_every_named_analysis_runs_on_the_shipped_data():

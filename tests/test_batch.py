@@ -15,9 +15,9 @@ from _reference import load_case
 
 from ketameta._core.batch import fit_batch
 from ketameta._core.pooling import pool
-from ketameta.analysis import meta, meta_batch
 from ketameta.exceptions import ConvergenceWarning, SingleStudyWarning
-from ketameta.results import BatchResult
+from ketameta.synthesis.pooling import meta, meta_batch
+from ketameta.synthesis.results import BatchResult
 
 RTOL_SAME = 1e-10  # batch vs single path: same arithmetic, summation order may differ slightly
 ATOL_SAME = 1e-12
@@ -155,7 +155,7 @@ def test_pool_weights_are_percent_and_sum_to_100():
 
 
 def test_meta_batch_warns_naming_rows_that_did_not_converge(monkeypatch):
-    import ketameta.analysis as analysis
+    import ketameta.synthesis.pooling as analysis
 
     real = analysis.fit_batch
     monkeypatch.setattr(analysis, "fit_batch", lambda *a, **kw: real(*a, **{**kw, "maxiter": 1}))

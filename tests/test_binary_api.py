@@ -9,8 +9,8 @@ from _reference import RTOL_CLOSED_FORM, load_case
 
 from ketameta import escalc
 from ketameta._core import binary as core
-from ketameta.binary import BinaryResult, meta_mh, meta_peto
 from ketameta.exceptions import ExcludedStudyWarning, ZeroCellWarning
+from ketameta.synthesis.binary import BinaryResult, meta_mh, meta_peto
 
 GOOD = dict(events1=[4, 6, 3], n1=[123, 306, 231], events2=[11, 29, 11], n2=[139, 303, 220])
 

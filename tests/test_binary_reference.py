@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from _reference import RTOL_CLOSED_FORM, load_case
 
-from ketameta.binary import meta_mh, meta_peto
+from ketameta.synthesis.binary import meta_mh, meta_peto
 
 CASES = ["binary_mh_peto_bcg", "binary_mh_peto_nielweise2007_zerocells"]
 KEYS = ["MH_OR", "MH_OR_correct_FALSE", "MH_RR", "MH_RD", "PETO"]

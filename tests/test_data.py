@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ketameta.cli import main
-from ketameta.data import (
+from ketameta.exceptions import DataValidationError
+from ketameta.review.studies import (
     SCHEMA,
     bundled_path,
     derived_columns,
@@ -18,7 +19,6 @@ from ketameta.data import (
     quote_numbers,
     validate_studies,
 )
-from ketameta.exceptions import DataValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "data" / "studies.csv"
@@ -241,20 +241,22 @@ def test_cli_validate_data_exit_codes(tmp_path, capsys):
 
 def test_bundled_file_lives_inside_the_package():
     # importlib.resources finds it in a source checkout and in an installed wheel alike;
-    # pyproject.toml ships "_data/*.csv" as package data
+    # pyproject.toml ships "review/_data/*.csv" as package data
     import ketameta
 
     package = Path(ketameta.__file__).parent
-    assert bundled_path() == package / "_data" / "studies.csv"
-    assert "_data/*.csv" in (ROOT / "pyproject.toml").read_text()
+    assert bundled_path() == package / "review" / "_data" / "studies.csv"
+    assert "review/_data/*.csv" in (ROOT / "pyproject.toml").read_text()
 
 
 @needs_shipped
-def test_bundled_copies_are_byte_identical_to_data():
-    for name in ("studies.csv", "screening.csv"):
-        assert bundled_path(name).read_bytes() == (ROOT / "data" / name).read_bytes(), (
-            f"src/ketameta/_data/{name} differs from data/{name}: run data/merge_staging.py"
-        )
+def test_package_data_are_links_to_the_files_in_data():
+    # one copy: the package's entries point at data/, so editing data/studies.csv changes the
+    # report, and the copies cannot diverge
+    for name in ("studies.csv", "screening.csv", "published_meta_analyses.csv"):
+        entry = bundled_path(name)
+        assert entry.is_symlink(), f"{entry} must be a link to data/{name}"
+        assert entry.resolve() == (ROOT / "data" / name).resolve()
 
 
 @needs_shipped

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ketameta._core.dependence import combine_continuous_arms
-from ketameta.dependence import resolve_shared_controls, select_records
+from ketameta._core.multiarm import combine_continuous_arms
+from ketameta.review.records import resolve_shared_controls, select_records
 
 
 def records(**columns):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ketameta._core.dependence import (
+from ketameta._core.multiarm import (
     combine_binary_arms,
     combine_continuous_arms,
     split_shared_control,

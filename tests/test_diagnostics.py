@@ -8,7 +8,7 @@ from _reference import ATOL_NEAR_ZERO, RTOL_CLOSED_FORM, RTOL_ITERATIVE, load_ca
 
 from ketameta import meta
 from ketameta.plots.diagnostics import baujat_plot, estimates_plot, gosh_plot
-from ketameta.sensitivity import baujat, gosh, leave_one_out
+from ketameta.synthesis.sensitivity import baujat, gosh, leave_one_out
 
 
 @pytest.mark.parametrize("case", ["diagnostics_bcg_logrr", "diagnostics_hackshaw1998_logor"])
@@ -40,7 +40,7 @@ def test_diagnostic_plots_show_every_row():
 
 def test_influence_panel_has_eight_measures_and_marks_flags():
     from ketameta.plots.diagnostics import influence_panel
-    from ketameta.sensitivity import influence
+    from ketameta.synthesis.sensitivity import influence
 
     data, _ = load_case("diagnostics_hackshaw1998_logor")
     table = influence(meta(data=data, method="FE"))

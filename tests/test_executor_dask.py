@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ketameta import meta
-from ketameta.sensitivity import gosh
+from ketameta.synthesis.sensitivity import gosh
 
 distributed = pytest.importorskip("dask.distributed")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ketameta import meta
-from ketameta.sensitivity import gosh
+from ketameta.synthesis.sensitivity import gosh
 
 
 @pytest.fixture(scope="module")

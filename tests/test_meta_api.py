@@ -20,16 +20,16 @@ from _reference import RTOL_CLOSED_FORM, load_case
 import ketameta._core.batch
 import ketameta._core.pooling
 import ketameta._core.tau2
-import ketameta.analysis
-import ketameta.results
-from ketameta.analysis import meta
+import ketameta.synthesis.pooling
+import ketameta.synthesis.results
 from ketameta.exceptions import (
     ConvergenceWarning,
     DataValidationError,
     KetametaWarning,
     SingleStudyWarning,
 )
-from ketameta.results import MetaResult
+from ketameta.synthesis.pooling import meta
+from ketameta.synthesis.results import MetaResult
 
 BCG, BCG_REF = load_case("rma_methods_bcg_logrr")
 Z975 = 1.959963984540054  # qnorm(0.975)
@@ -279,8 +279,8 @@ def test_level_changes_every_interval():
 @pytest.mark.parametrize(
     "module",
     [
-        ketameta.analysis,
-        ketameta.results,
+        ketameta.synthesis.pooling,
+        ketameta.synthesis.results,
         ketameta._core.tau2,
         ketameta._core.pooling,
         ketameta._core.batch,

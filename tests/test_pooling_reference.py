@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from _reference import ATOL_NEAR_ZERO, RTOL_CLOSED_FORM, RTOL_ITERATIVE, load_case
 
-from ketameta.analysis import meta
 from ketameta.exceptions import SingleStudyWarning
+from ketameta.synthesis.pooling import meta
 
 CASES = (
     "rma_methods_bcg_logrr",

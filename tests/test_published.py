@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ketameta.data import bundled_path
 from ketameta.exceptions import DataValidationError
-from ketameta.published import COLUMNS, load_published, validate_published
+from ketameta.review.published import COLUMNS, load_published, validate_published
+from ketameta.review.studies import bundled_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "data" / "published_meta_analyses.csv"
@@ -76,7 +76,7 @@ def test_report_section_shows_every_published_result_as_printed():
     from types import SimpleNamespace
 
     from ketameta import escalc, meta
-    from ketameta.report.published_section import published_section
+    from ketameta.review.report.published_section import published_section
 
     tables = {}
     overall = SimpleNamespace(controlled=meta([-0.5, -0.2, -0.4], [0.04, 0.05, 0.03]))

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from ketameta.exceptions import ExcludedStudyWarning, KetametaWarning
-from ketameta.regression import metareg
-from ketameta.subgroup import subgroup
+from ketameta.synthesis.regression import metareg
+from ketameta.synthesis.subgroup import subgroup
 
 DF = pd.DataFrame(
     {

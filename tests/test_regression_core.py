@@ -20,7 +20,7 @@ from ketameta._core.regression import (
 )
 from ketameta._core.tau2 import estimate_tau2
 from ketameta.exceptions import ExcludedStudyWarning
-from ketameta.regression import metareg, permutest
+from ketameta.synthesis.regression import metareg, permutest
 
 # batch and single fits run the same iterates; einsum vs matmul round-off only
 RTOL_SAME_ITERATES = 1e-10

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from _reference import ATOL_NEAR_ZERO, RTOL_CLOSED_FORM, RTOL_ITERATIVE, load_case
 
-from ketameta.regression import metareg
-from ketameta.subgroup import subgroup
+from ketameta.synthesis.regression import metareg
+from ketameta.synthesis.subgroup import subgroup
 
 CLOSED_FORM = {"DL", "FE"}
 

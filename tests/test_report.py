@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from ketameta.cli import main
-from ketameta.config import load_config
-from ketameta.data import bundled_path
-from ketameta.report.build import build_report, guard_csv
+from ketameta.review.config import load_config
+from ketameta.review.report.build import build_report, guard_csv
+from ketameta.review.studies import bundled_path
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import pytest
 from _reference import ATOL_NEAR_ZERO, RTOL_ITERATIVE, load_case
 
 from ketameta import analyses, escalc, meta
-from ketameta.analyses import Settings
-from ketameta.dependence import select_binary_records
-from ketameta.evidence_binary import record_binary_effects
-from ketameta.review_secondary import binary_analyses
+from ketameta.review.evidence_binary import record_binary_effects
+from ketameta.review.questions import Settings
+from ketameta.review.records import select_binary_records
+from ketameta.review.secondary import binary_analyses
 
 NUMERIC = ("year", "timepoint_days", "events1", "n1", "events2", "n2")
 
@@ -153,8 +153,8 @@ def test_binary_analyses_name_each_outcome_and_question():
 
 
 def test_madrs_mean_difference_uses_contrast_only_trials_the_smd_analysis_cannot():
-    from ketameta.data import load_studies
-    from ketameta.review_secondary import madrs_md
+    from ketameta.review.secondary import madrs_md
+    from ketameta.review.studies import load_studies
 
     studies = load_studies()
     with warnings.catch_warnings():

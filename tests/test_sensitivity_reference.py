@@ -7,8 +7,8 @@ import pytest
 from _reference import ATOL_NEAR_ZERO, RTOL_CLOSED_FORM, RTOL_ITERATIVE, load_case
 
 from ketameta import meta
-from ketameta.bias import begg_test, egger_test, fail_safe_n, pet_peese, trim_and_fill
-from ketameta.sensitivity import cumulative, influence, leave_one_out
+from ketameta.synthesis.bias import begg_test, egger_test, fail_safe_n, pet_peese, trim_and_fill
+from ketameta.synthesis.sensitivity import cumulative, influence, leave_one_out
 
 CASES = ["diagnostics_bcg_logrr", "diagnostics_hackshaw1998_logor"]
 # metafor's default REML stopping rule (change in tau2 < 1e-5) leaves ~1e-6 relative error

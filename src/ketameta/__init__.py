@@ -1,5 +1,10 @@
 """ketameta: meta-analysis of the ketamine and esketamine evidence, exact to R's metafor.
 
+Two parts: the general library (`ketameta.synthesis` over the numeric core `ketameta._core`,
+with `ketameta.plots` and `ketameta.tables`) and the ketamine review built on it
+(`ketameta.review`). Everything public is re-exported here; ``km.analyses`` is the review's
+named questions (`ketameta.review.questions`).
+
 Examples
 --------
 >>> import ketameta as km
@@ -10,12 +15,7 @@ Examples
 
 from __future__ import annotations
 
-from ketameta import analyses, plots, tables
-from ketameta.analysis import meta, meta_batch
-from ketameta.bias import begg_test, egger_test, fail_safe_n, pet_peese, trim_and_fill
-from ketameta.binary import BinaryResult, meta_mh, meta_peto
-from ketameta.data import load_screening, load_studies, validate_studies
-from ketameta.effects import escalc
+from ketameta import plots, tables
 from ketameta.exceptions import (
     ConvergenceWarning,
     DataValidationError,
@@ -25,10 +25,22 @@ from ketameta.exceptions import (
     SingleStudyWarning,
     ZeroCellWarning,
 )
-from ketameta.published import load_published
-from ketameta.regression import MetaRegResult, PermutationResult, metareg, permutest
-from ketameta.results import BatchResult, MetaResult
-from ketameta.sensitivity import (
+from ketameta.review import questions as analyses
+from ketameta.review.published import load_published
+from ketameta.review.studies import load_screening, load_studies, validate_studies
+from ketameta.synthesis.bias import begg_test, egger_test, fail_safe_n, pet_peese, trim_and_fill
+from ketameta.synthesis.binary import BinaryResult, meta_mh, meta_peto
+from ketameta.synthesis.effects import escalc
+from ketameta.synthesis.multiarm import (
+    combine_binary_arms,
+    combine_continuous_arms,
+    resolve_shared_controls,
+    split_shared_control,
+)
+from ketameta.synthesis.pooling import meta, meta_batch
+from ketameta.synthesis.regression import MetaRegResult, PermutationResult, metareg, permutest
+from ketameta.synthesis.results import BatchResult, MetaResult
+from ketameta.synthesis.sensitivity import (
     baujat,
     cumulative,
     gosh,
@@ -36,7 +48,7 @@ from ketameta.sensitivity import (
     leave_one_out,
     without_high_risk,
 )
-from ketameta.subgroup import SubgroupResult, SubgroupTest, subgroup
+from ketameta.synthesis.subgroup import SubgroupResult, SubgroupTest, subgroup
 
 __version__ = "0.1.0"
 
@@ -59,6 +71,8 @@ __all__ = [
     "analyses",
     "baujat",
     "begg_test",
+    "combine_binary_arms",
+    "combine_continuous_arms",
     "cumulative",
     "egger_test",
     "escalc",
@@ -76,6 +90,8 @@ __all__ = [
     "metareg",
     "permutest",
     "pet_peese",
+    "resolve_shared_controls",
+    "split_shared_control",
     "plots",
     "subgroup",
     "tables",

@@ -13,7 +13,7 @@ from ketameta.exceptions import DataValidationError, KetametaError
 
 def _validate_data(args: argparse.Namespace) -> int:
     """Print every problem of a studies CSV (exit 1) or ``OK: N records from M studies``."""
-    from ketameta.data import bundled_path, validate_studies
+    from ketameta.review.studies import bundled_path, validate_studies
 
     path = args.path or bundled_path()
     try:
@@ -45,7 +45,7 @@ def _read_effects(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def _pool(args: argparse.Namespace) -> int:
-    from ketameta.analysis import meta
+    from ketameta.synthesis.pooling import meta
 
     data = _read_effects(args)
     result = meta(data=data, yi=args.yi, vi=args.vi, method=args.method, test=args.test)
@@ -55,7 +55,7 @@ def _pool(args: argparse.Namespace) -> int:
 
 
 def _subgroup(args: argparse.Namespace) -> int:
-    from ketameta.subgroup import subgroup
+    from ketameta.synthesis.subgroup import subgroup
 
     data = _read_effects(args)
     result = subgroup(data, args.by, method=args.method, test=args.test, yi=args.yi, vi=args.vi)
@@ -67,7 +67,7 @@ def _subgroup(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ketameta.report.build import build_report
+    from ketameta.review.report.build import build_report
 
     out = build_report(
         data=args.data,

@@ -1,6 +1,6 @@
 """Diagnostic figures that read sensitivity results: leave-one-out / cumulative estimates,
 Baujat plot and GOSH scatter. They compute nothing; pass the DataFrames from
-`ketameta.sensitivity`."""
+`ketameta.synthesis.sensitivity`."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ INFLUENCE_PANELS = (
 
 
 def influence_panel(table: pd.DataFrame, *, title: str = "Influence diagnostics") -> Figure:
-    """metafor-style panel of the `ketameta.sensitivity.influence` table: one small plot per
+    """metafor-style panel of the `influence` table: one small plot per
     measure, studies on the x axis, influential studies marked in red."""
     flags = table["influential"].to_numpy(bool)
     x = np.arange(1, len(table) + 1)

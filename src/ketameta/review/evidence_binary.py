@@ -1,6 +1,6 @@
 """Binary records (response, remission, relapse) to log risk ratios, odds ratios or RDs.
 
-The twin of `ketameta.evidence.record_effects` for events: each two-arm record with
+The twin of `ketameta.review.evidence.record_effects` for events: each two-arm record with
 ``events1, n1, events2, n2`` becomes ``yi``/``vi`` by ``escalc`` (path ``arms_events``; zero
 cells get metafor's 1/2 correction as ``escalc`` applies it). Reported ratios without counts
 (an RR/OR/HR with a CI) are not pooled here: a hazard ratio is not a risk ratio, and mixing them
@@ -18,8 +18,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ketameta.effects import escalc
-from ketameta.evidence import _num, finish_effects
+from ketameta.review.evidence import _num, finish_effects
+from ketameta.synthesis.effects import escalc
 
 BinaryMeasure = Literal["RR", "OR", "RD"]
 BINARY_OUTCOMES = ("response", "remission", "relapse")

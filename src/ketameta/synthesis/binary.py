@@ -17,9 +17,9 @@ import pandas as pd
 from scipy import stats
 
 from ketameta._core import binary as core
-from ketameta._inputs import frozen, labels_from_data, labels_from_sequence
 from ketameta.exceptions import ExcludedStudyWarning, ZeroCellWarning
-from ketameta.results import BinaryResult
+from ketameta.synthesis._inputs import frozen, labels_from_data, labels_from_sequence
+from ketameta.synthesis.results import BinaryResult
 
 _ARGS = ("events1", "n1", "events2", "n2")
 __all__ = ["BinaryResult", "meta_mh", "meta_peto"]

@@ -20,13 +20,13 @@ from typing import Any
 
 import pandas as pd
 
-from ketameta import analyses
-from ketameta.config import ReportConfig, load_config
-from ketameta.data import bundled_path, load_screening, load_studies
 from ketameta.plots import forest
 from ketameta.plots._style import save
-from ketameta.report.published_section import published_section
-from ketameta.review_secondary import BINARY_NOTE, binary_analyses, madrs_md
+from ketameta.review import questions
+from ketameta.review.config import ReportConfig, load_config
+from ketameta.review.report.published_section import published_section
+from ketameta.review.secondary import BINARY_NOTE, binary_analyses, madrs_md
+from ketameta.review.studies import bundled_path, load_screening, load_studies
 from ketameta.tables import to_html
 
 CSS = """
@@ -159,7 +159,7 @@ def _heading(name: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _analysis_section(result: analyses.ReviewAnalysis, tables: dict[str, pd.DataFrame]) -> str:
+def _analysis_section(result: questions.ReviewAnalysis, tables: dict[str, pd.DataFrame]) -> str:
     parts = [
         f"<h2>{html.escape(_heading(result.name))}</h2>",
         f"<p><i>{html.escape(result.question)}</i></p>",
@@ -200,11 +200,11 @@ def _analysis_section(result: analyses.ReviewAnalysis, tables: dict[str, pd.Data
 
 
 def _sensitivity_section(
-    results: dict[str, analyses.ReviewAnalysis], tables: dict[str, pd.DataFrame]
+    results: dict[str, questions.ReviewAnalysis], tables: dict[str, pd.DataFrame]
 ) -> str:
-    from ketameta.analysis import meta
-    from ketameta.bias import begg_test, egger_test, trim_and_fill
-    from ketameta.sensitivity import compare_results, influence, leave_one_out
+    from ketameta.synthesis.bias import begg_test, egger_test, trim_and_fill
+    from ketameta.synthesis.pooling import meta
+    from ketameta.synthesis.sensitivity import compare_results, influence, leave_one_out
 
     parts = ["<h2>Sensitivity and small-study bias</h2>"]
     for name, analysis in results.items():
@@ -291,19 +291,19 @@ def build_report(
     cfg: ReportConfig = load_config(config_path)
     out_dir = Path(out)
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
-    steps = ["load data", *analyses.QUESTIONS, "write"]
+    steps = ["load data", *questions.QUESTIONS, "write"]
     say(f"[1/{len(steps)}] loading {data_path}")
     studies = load_studies(data_path)
     screening_path = data_path.with_name("screening.csv")
     screening = load_screening(screening_path if screening_path.exists() else None)
     tables: dict[str, pd.DataFrame] = {"included_studies": _included(studies)}
     sections = []
-    results: dict[str, analyses.ReviewAnalysis] = {}
+    results: dict[str, questions.ReviewAnalysis] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for i, name in enumerate(analyses.QUESTIONS, start=2):
+        for i, name in enumerate(questions.QUESTIONS, start=2):
             say(f"[{i}/{len(steps)}] analysis: {name}")
-            results[name] = analyses.run(name, studies, cfg.analysis)
+            results[name] = questions.run(name, studies, cfg.analysis)
             sections.append(_analysis_section(results[name], tables))
             if name == "overall" and cfg.analysis.measure == "SMD":
                 sections.append(_analysis_section(madrs_md(studies, cfg.analysis), tables))

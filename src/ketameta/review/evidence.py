@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ketameta.effects import escalc
+from ketameta.synthesis.effects import escalc
 
 Measure = Literal["SMD", "MD"]
 

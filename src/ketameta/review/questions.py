@@ -2,8 +2,8 @@
 
 Each analysis takes the studies table (the bundled ``data/studies.csv`` by default), keeps the
 records that answer its question, computes effect sizes by an explicit path
-(`ketameta.evidence.record_effects`), resolves multi-arm trials (`ketameta.dependence`) and
-pools with `ketameta.subgroup` (or `ketameta.meta` where the question has no subgroups).
+(`evidence.record_effects`), resolves multi-arm trials (`records`) and
+pools with `ketameta.synthesis.subgroup` (or `ketameta.meta` where the question has no subgroups).
 Every choice is a field of `Settings`; every record left out is listed with its reason.
 
 Three kinds of evidence answer different questions and are **never pooled together**; each
@@ -32,13 +32,13 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from ketameta.analysis import meta
-from ketameta.dependence import resolve_shared_controls, select_binary_records, select_records
-from ketameta.evidence import CONTINUOUS_OUTCOMES, record_effects
-from ketameta.evidence_binary import BINARY_OUTCOMES, record_binary_effects
 from ketameta.exceptions import ExcludedStudyWarning
-from ketameta.results import ResultMixin
-from ketameta.subgroup import subgroup
+from ketameta.review.evidence import CONTINUOUS_OUTCOMES, record_effects
+from ketameta.review.evidence_binary import BINARY_OUTCOMES, record_binary_effects
+from ketameta.review.records import resolve_shared_controls, select_binary_records, select_records
+from ketameta.synthesis.pooling import meta
+from ketameta.synthesis.results import ResultMixin
+from ketameta.synthesis.subgroup import subgroup
 
 QUESTIONS: dict[str, tuple[str | None, str]] = {
     "overall": (None, "How large is the effect of ketamine on depression against control?"),
@@ -79,9 +79,9 @@ class Settings:
     level : float
         Confidence level in percent.
     timepoint : "primary" or (low, high)
-        Record-selection rule (`ketameta.dependence.select_records`).
+        Record-selection rule (`ketameta.review.records.select_records`).
     multiarm : "combine" or "split"
-        Multi-arm handling (`ketameta.dependence.resolve_shared_controls`).
+        Multi-arm handling (`ketameta.review.records.resolve_shared_controls`).
     tau2_subgroups : "separate" or "common"
         Subgroup pooling with a tau² per subgroup or one common tau².
     outcome_construct : str
@@ -94,7 +94,7 @@ class Settings:
         Which records answer the questions: continuous depression scores (default; measure
         SMD or MD) or a binary outcome (measure RR, OR or RD, from the arm counts; timepoint
         ``"primary"`` then means the comparison's primary timepoint, see
-        `ketameta.dependence.select_binary_records`).
+        `ketameta.review.records.select_binary_records`).
     """
 
     measure: Literal["SMD", "MD", "RR", "OR", "RD"] = "SMD"
@@ -164,7 +164,7 @@ class ReviewAnalysis(ResultMixin):
 
 
 def _default_studies() -> pd.DataFrame:
-    from ketameta.data import load_studies
+    from ketameta.review.studies import load_studies
 
     return load_studies()
 

@@ -28,7 +28,7 @@ from ketameta._core.regression import (
     tau2_mods,
 )
 from ketameta.exceptions import ConvergenceWarning, DataValidationError, ExcludedStudyWarning
-from ketameta.results import ResultMixin
+from ketameta.synthesis.results import ResultMixin
 
 COMPARE_TOL = math.sqrt(np.finfo(float).eps)  # ties in permutation statistics, as metafor
 

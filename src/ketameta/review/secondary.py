@@ -1,10 +1,10 @@
 """The review's questions on other scales: response and remission (risk ratios from arm
 counts), and the overall question as a MADRS mean difference.
 
-The continuous analyses (`ketameta.analyses`) answer each question on depression scores; here
+The continuous analyses (`questions`) answer each question on depression scores; here
 the same questions are asked of responders and remitters, with the settings of the report
 (estimator, test, multi-arm rule) and ``measure="RR"``. Each result is a
-`ketameta.analyses.ReviewAnalysis` named ``"<outcome>_<question>"``.
+`ketameta.review.questions.ReviewAnalysis` named ``"<outcome>_<question>"``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from ketameta import analyses
-from ketameta.analyses import ReviewAnalysis, Settings
+from ketameta.review.questions import ReviewAnalysis, Settings, run
 
 BINARY_NOTE = (
     "Risk ratios of responders and of remitters (ketamine over control, from the arm counts; "
@@ -35,7 +34,7 @@ def binary_analyses(
 
     Examples
     --------
-    >>> from ketameta.data import load_studies
+    >>> from ketameta.review.studies import load_studies
     >>> results = binary_analyses(load_studies(), Settings(), ("overall",), ("response",))
     >>> results[0].name, results[0].settings["measure"]
     ('response_overall', 'RR')
@@ -44,7 +43,7 @@ def binary_analyses(
     for outcome in outcomes:
         binary_settings = replace(settings, outcome=outcome, measure="RR")
         for name in questions:
-            result = analyses.run(name, studies, binary_settings)
+            result = run(name, studies, binary_settings)
             out.append(replace(result, name=f"{outcome}_{name}"))
     return out
 
@@ -57,10 +56,10 @@ def madrs_md(studies: pd.DataFrame, settings: Settings) -> ReviewAnalysis:
 
     Examples
     --------
-    >>> from ketameta.data import load_studies
+    >>> from ketameta.review.studies import load_studies
     >>> madrs_md(load_studies(), Settings()).settings["measure"]
     'MD'
     """
-    result = analyses.run("overall", studies, replace(settings, measure="MD"))
+    result = run("overall", studies, replace(settings, measure="MD"))
     question = "How large is the effect on the MADRS, in points (mean difference)?"
     return replace(result, name="overall_MADRS_mean_difference", question=question)

@@ -6,33 +6,24 @@ Two rules keep one study from being counted twice:
   doses). For one analysis exactly one record per comparison is taken, by an explicit rule: the
   study's primary record (``timepoint="primary"``) or the record closest to the centre of a
   timepoint window in days. Every record not taken is listed with the reason.
-* **Multi-arm trials** (`resolve_shared_controls`): several ketamine arms compared with one
-  control arm carry the same ``shared_control_group`` tag. Following the Cochrane Handbook
-  (version 6.4, section 23.3.4), the default ``"combine"`` merges the ketamine arms into one arm
-  before the effect size is computed (Table 6.5.a formulas); ``"split"`` divides the shared
-  control arm's sample size (and events) among the comparisons. Where only a reported contrast
-  is available (no arm-level numbers), neither is possible: one comparison is kept (the record
-  flagged primary, else the first) and the others are listed as excluded.
+* **Multi-arm trials**: several ketamine arms compared with one control arm carry the same
+  ``shared_control_group`` tag; the library's `ketameta.synthesis.multiarm.resolve_shared_controls`
+  combines the arms (default) or splits the control (Cochrane Handbook 23.3.4), and is
+  re-exported here for the review's pipeline.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 
-from ketameta._core.dependence import (
-    combine_binary_arms,
-    combine_continuous_arms,
-    split_shared_control,
-)
+from ketameta.synthesis.multiarm import MultiArm, resolve_shared_controls
+
+__all__ = ["MultiArm", "resolve_shared_controls", "select_binary_records", "select_records"]
 
 Timepoint = Literal["primary"] | tuple[float, float]
-MultiArm = Literal["combine", "split"]
 
-ARM1_CONTINUOUS = ("n1", "mean1", "sd1")
-ARM1_BINARY = ("events1", "n1")
 
 
 def _is_true(value: object) -> bool:
@@ -177,93 +168,3 @@ def select_binary_records(
         excluded += [(rid, why) for idx, rid in group["record_id"].items() if idx != chosen]
         keep.append(chosen)
     return records.loc[keep].copy(), excluded
-
-
-def _has_all(row: pd.Series, columns: tuple[str, ...]) -> bool:
-    return all(pd.notna(row.get(c)) and str(row.get(c)).strip() != "" for c in columns)
-
-
-def resolve_shared_controls(
-    records: pd.DataFrame, *, strategy: MultiArm = "combine"
-) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Make sure no control arm is counted twice.
-
-    Parameters
-    ----------
-    records : pandas.DataFrame
-        Selected records (one per comparison), with the ``shared_control_group`` column.
-    strategy : {"combine", "split"}
-        ``"combine"`` merges the ketamine arms sharing a control into one arm (continuous:
-        Cochrane Table 6.5.a; binary: events and n add up); ``"split"`` divides the control
-        arm's n (and events) among the comparisons.
-
-    Returns
-    -------
-    (records, excluded)
-        Rows after the adjustment (a ``multiarm`` column says what was done to each) and
-        ``(record_id, reason)`` pairs for the records that had to be left out.
-    """
-    if strategy not in ("combine", "split"):
-        raise ValueError(f"strategy must be 'combine' or 'split', got {strategy!r}")
-    out = records.copy()
-    out["multiarm"] = ""
-    excluded: list[tuple[str, str]] = []
-    if "shared_control_group" not in out.columns:
-        return out, excluded
-    tags = out["shared_control_group"].fillna("").astype(str).str.strip()
-    drop: list[object] = []
-    for tag, group in out[tags != ""].groupby(tags[tags != ""], sort=False):
-        if len(group) < 2:
-            continue
-        continuous = all(_has_all(r, ARM1_CONTINUOUS) for _, r in group.iterrows())
-        binary = all(_has_all(r, ARM1_BINARY) for _, r in group.iterrows()) and not continuous
-        first = group.index[0]
-        ids = ", ".join(group["record_id"])
-        if (continuous or binary) and strategy == "combine":
-            if continuous:
-                n, mean, sd = combine_continuous_arms(
-                    group["n1"].astype(float),
-                    group["mean1"].astype(float),
-                    group["sd1"].astype(float),
-                )
-                out.loc[first, ["n1", "mean1", "sd1"]] = [n, mean, sd]
-                out.loc[first, "se1"] = np.nan
-            else:
-                events, n = combine_binary_arms(group["events1"].astype(float), group["n1"])
-                out.loc[first, ["events1", "n1"]] = [events, n]
-            out.loc[first, "arm1_label"] = " + ".join(group["arm1_label"].astype(str))
-            out.loc[first, "multiarm"] = f"arms combined ({ids}; Cochrane Handbook 23.3.4)"
-            for rid in group["record_id"].iloc[1:]:
-                excluded.append(
-                    (rid, f"arm combined into {out.at[first, 'record_id']} (shared control {tag})")
-                )
-            drop.extend(group.index[1:])
-        elif (continuous or binary) and strategy == "split":
-            sizes = split_shared_control(float(group["n2"].iloc[0]), len(group))
-            for idx, size in zip(group.index, sizes, strict=True):
-                share = size / float(group["n2"].iloc[0])
-                if binary and pd.notna(out.at[idx, "events2"]):
-                    out.at[idx, "events2"] = float(np.round(float(out.at[idx, "events2"]) * share))
-                out.at[idx, "n2"] = size
-                out.at[idx, "multiarm"] = (
-                    f"shared control n split {len(group)} ways ({tag}; Cochrane Handbook 23.3.4)"
-                )
-        else:
-            primary = group[group["primary"].map(_is_true)]
-            kept = primary.index[0] if len(primary) == 1 else first
-            out.loc[kept, "multiarm"] = (
-                f"one comparison kept of {len(group)} sharing control {tag}: "
-                "arm-level numbers not reported, so arms cannot be combined or split"
-            )
-            for idx, rid in zip(group.index, group["record_id"], strict=True):
-                if idx != kept:
-                    excluded.append(
-                        (
-                            rid,
-                            f"shares the control arm {tag} with "
-                            f"{out.at[kept, 'record_id']}; arm-level numbers "
-                            "not reported, so it cannot be combined",
-                        )
-                    )
-                    drop.append(idx)
-    return out.drop(index=drop), excluded

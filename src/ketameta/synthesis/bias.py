@@ -15,7 +15,7 @@ from scipy import stats
 
 from ketameta._core.batch import fit_batch
 from ketameta._core.regression import fit_mods, tau2_mods
-from ketameta.results import ResultMixin
+from ketameta.synthesis.results import ResultMixin
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def trim_and_fill(
     The side of the missing studies is, unless given, chosen as metafor does: from the sign of
     the slope of yi on sei (a negative slope puts the missing studies on the right).
     """
-    from ketameta.analysis import meta
+    from ketameta.synthesis.pooling import meta
 
     _need(result, 3, "trim_and_fill")
     y0, v0 = np.asarray(result.yi, dtype=float), np.asarray(result.vi, dtype=float)

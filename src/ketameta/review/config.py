@@ -1,6 +1,6 @@
 """Report configuration: a small TOML file (``ketameta.toml``) holding the analysis settings.
 
-Every key is a field of `ketameta.analyses.Settings` (under ``[analysis]``) or of the report
+Every key is a field of `ketameta.review.questions.Settings` (under ``[analysis]``) or of the report
 (under ``[report]``); unknown keys are an error, so a typo cannot silently fall back to a default.
 
 Example ``ketameta.toml``::
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ketameta.analyses import Settings
+from ketameta.review.questions import Settings
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ketameta.analysis import meta
 from ketameta.exceptions import ExcludedStudyWarning, KetametaWarning
-from ketameta.regression import metareg
-from ketameta.results import MetaResult, ResultMixin
+from ketameta.synthesis.pooling import meta
+from ketameta.synthesis.regression import metareg
+from ketameta.synthesis.results import MetaResult, ResultMixin
 
 
 @dataclass(frozen=True)

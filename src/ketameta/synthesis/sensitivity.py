@@ -106,7 +106,7 @@ def cumulative(result: Any, order: str | np.ndarray | None = None) -> pd.DataFra
 
 def without_high_risk(result: Any, *, column: str = "risk_of_bias") -> Any:
     """Refit without the studies whose ``column`` is ``"high"`` (needs ``result.data``)."""
-    from ketameta.analysis import meta
+    from ketameta.synthesis.pooling import meta
 
     if result.data is None or column not in result.data.columns:
         raise ValueError(f"without_high_risk(): the result's data have no column {column!r}")

@@ -1,6 +1,6 @@
 """The report's "Published meta-analyses" section: their pooled results beside ours.
 
-Only reads: the published results (`ketameta.published.load_published`) and the review's
+Only reads: the published results (`ketameta.review.published.load_published`) and the review's
 already-fitted overall analysis. Nothing is pooled across the two; the reviews differ in
 trials, timepoints and measures, which the table keeps visible.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from ketameta.published import load_published
+from ketameta.review.published import load_published
 
 NOTE = (
     "Pooled results reported by published meta-analyses, copied from their abstracts or "

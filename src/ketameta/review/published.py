@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ketameta.data import Problem, bundled_path, quote_numbers
 from ketameta.exceptions import DataValidationError
+from ketameta.review.studies import Problem, bundled_path, quote_numbers
 
 COLUMNS = (
     "ma_id", "record_id", "first_author", "year", "title", "doi", "pmid", "scope", "comparison",

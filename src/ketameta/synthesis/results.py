@@ -92,7 +92,7 @@ class MetaResult(StudyRowsMixin, ResultMixin):
 
     Examples
     --------
-    >>> from ketameta.analysis import meta
+    >>> from ketameta.synthesis.pooling import meta
     >>> res = meta([0.10, 0.35, 0.62, 0.21], [0.04, 0.03, 0.05, 0.02], method="DL")
     >>> res.k, round(res.estimate, 4), round(res.tau2, 4)
     (4, 0.2931, 0.0056)
@@ -191,7 +191,7 @@ class BatchResult(ResultMixin):
     Examples
     --------
     >>> import numpy as np
-    >>> from ketameta.analysis import meta_batch
+    >>> from ketameta.synthesis.pooling import meta_batch
     >>> yi = np.array([[0.10, 0.35, 0.62, 0.21], [0.3, 0.1, np.nan, np.nan]])
     >>> vi = np.array([[0.04, 0.03, 0.05, 0.02], [0.02, 0.02, np.nan, np.nan]])
     >>> res = meta_batch(yi, vi, method="DL")

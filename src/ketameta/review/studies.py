@@ -8,9 +8,11 @@ whether it belongs to arm 2. `validate_studies` applies it and the checks across
 arm-2 numbers, every quoted number printed in ``source_quote`` unless ``derived`` assigns it),
 and reports *every* problem at once, each with its row, ``record_id``, column, value and message.
 
-The canonical files are ``data/studies.csv`` and ``data/screening.csv``; identical copies ship in
-the package (``ketameta/_data/``, written by ``data/merge_staging.py``) so that `load_studies`
-finds them from an installed wheel too (``tests/test_data.py`` checks the copies are identical).
+The data files are ``data/studies.csv``, ``data/screening.csv`` and
+``data/published_meta_analyses.csv`` at the repository root. The package reaches them through
+``ketameta/review/_data/``, whose entries are symbolic links to those files: from a checkout
+(editable install) the file analysed is the file you edit, and a wheel ships the files the links
+point to, so there is one copy (``tests/test_data.py`` checks the links).
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ class Problem:
 
 def bundled_path(name: str = "studies.csv") -> Path:
     """Path of a bundled data file (works from a source checkout and from an installed wheel)."""
-    return Path(str(resources.files("ketameta") / "_data" / name))
+    return Path(str(resources.files("ketameta.review") / "_data" / name))
 
 
 # A minus sign is a '-' (or U+2212 minus, U+2013 en dash, U+2012, U+FE63, U+FF0D) that does not

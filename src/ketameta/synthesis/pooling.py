@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from ketameta._core.batch import fit_batch
-from ketameta._inputs import check_options, frozen, read_effects
 from ketameta.exceptions import ConvergenceWarning, KetametaWarning, SingleStudyWarning
-from ketameta.results import BatchResult, MetaResult
+from ketameta.synthesis._inputs import check_options, frozen, read_effects
+from ketameta.synthesis.results import BatchResult, MetaResult
 
 MethodName = Literal[
     "EE", "FE", "DL", "HE", "HS", "HSk", "SJ", "ML", "REML", "EB", "PM", "MP", "PMM", "DLIT", "SJIT"
@@ -93,7 +93,7 @@ def meta(
     The BCG vaccine trials (Colditz et al. 1994; log risk ratios, rounded to 4 decimals;
     metafor's ``rma(yi, vi, data=dat.bcg-escalc)`` gives -0.7145, tau² 0.3132, I² 92.2%):
 
-    >>> from ketameta.analysis import meta
+    >>> from ketameta.synthesis.pooling import meta
     >>> yi = [-0.8893, -1.5854, -1.3481, -1.4416, -0.2175, -0.7861, -1.6209, 0.012, -0.4694,
     ...       -1.3713, -0.3394, 0.4459, -0.0173]
     >>> vi = [0.3256, 0.1946, 0.4154, 0.02, 0.0512, 0.0069, 0.223, 0.004, 0.0564, 0.073,
@@ -236,7 +236,7 @@ def meta_batch(
     Examples
     --------
     >>> import numpy as np
-    >>> from ketameta.analysis import meta_batch
+    >>> from ketameta.synthesis.pooling import meta_batch
     >>> yi = np.array([[0.1, 0.3, 0.5], [0.2, 0.4, np.nan]])
     >>> vi = np.array([[0.02, 0.03, 0.04], [0.05, 0.05, np.nan]])
     >>> res = meta_batch(yi, vi, method="DL")
