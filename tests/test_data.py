@@ -30,6 +30,7 @@ COMMON = dict(
     first_author="Test",
     year="2020",
     design="parallel_rct",
+    source_type="primary",
     blinding="double_blind",
     condition="trd",
     drug="racemic_ketamine",
@@ -275,3 +276,21 @@ def test_every_included_study_is_in_screening():
     assert set(load_studies()["study_id"]) <= set(
         screening.loc[screening["decision"] == "included", "study_id"]
     )
+
+
+def test_crossover_and_overlap_fields_are_checked():
+    df = fake_studies()
+    df.loc[0, "design"] = "crossover_rct"  # must say which crossover data it holds
+    df.loc[1, "crossover_data"] = "paired"  # only for crossover trials
+    df.loc[2, "duplicate_of"] = "nosuchstudy"
+    df.loc[2, "source_type"] = "review"
+    assert found(df) == {
+        (1, "crossover_data", ""),
+        (2, "crossover_data", "paired"),
+        (3, "duplicate_of", "nosuchstudy"),
+        (3, "source_type", "review"),
+    }
+    df.loc[0, "crossover_data"] = "first_period"
+    df.loc[1, "crossover_data"] = ""
+    df.loc[2, ["duplicate_of", "source_type"]] = [df.loc[0, "study_id"], "secondary"]
+    assert found(df) == set()

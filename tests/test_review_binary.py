@@ -165,6 +165,13 @@ def test_madrs_mean_difference_uses_contrast_only_trials_the_smd_analysis_cannot
     contrast_only = [rid for rid, path in md_paths.items() if path == "reported_md"]
     assert contrast_only  # trials with an LS-mean difference and SE but no arm sizes
     smd_reasons = dict(smd.excluded)
+    smd_paths = dict(zip(smd.effects["record_id"], smd.effects["effect_path"], strict=True))
+    sizes = studies.set_index("record_id")[["n1", "n2"]]
+    without_sizes = [rid for rid in contrast_only if sizes.loc[rid].isna().any()]
+    assert without_sizes  # e.g. KARMA-Dep 2: an adjusted difference with CI, no arm sizes
     for rid in contrast_only:
-        assert "arm sizes n1/n2 missing" in smd_reasons[rid]
+        if rid in without_sizes:
+            assert "arm sizes n1/n2 missing" in smd_reasons[rid]
+        else:  # with both arm sizes the SMD analysis standardises the same contrast
+            assert smd_paths[rid] == "smd_from_contrast"
     assert md.name == "overall_MADRS_mean_difference" and md.controlled.measure == "MD"

@@ -18,9 +18,27 @@ it took in the ``effect_path`` column, so every effect size can be traced:
     SD of the model, so the g is approximate; the path is flagged for sensitivity analysis.
 ``reported_md``
     (``measure="MD"``) a reported mean difference or LS-mean difference with SE or CI.
+``smd_from_t``
+    (``measure="SMD"``) a two-group t statistic with both arm sizes and no other contrast:
+    ``d = t * sqrt(1/n1 + 1/n2)``, then Hedges' g and its variance (Cochrane Handbook 6.5.2.3).
 ``prepost``
     single-arm records: ``SMCR`` from baseline and follow-up means, the baseline SD and the
     pre-post correlation, which must be reported or given explicitly as ``assumed_r``.
+
+Crossover trials (Cochrane Handbook 23.2) follow the ``crossover_data`` column, and no
+participant is counted twice: ``first_period`` data are a parallel comparison (paths above);
+a ``paired`` within-person contrast (MD with SE/CI, or a reported d with its CI) enters as
+reported (``crossover_paired``), and a raw paired MD cannot be standardised without the
+between-person SD (MD analyses only); ``both_periods`` arm means and SDs over the same
+participants (n1 = n2 = n) are analysed as paired with an assumed within-person correlation
+``crossover_r`` (``crossover_both_periods_r=...``): ``MD = m1 - m2`` with
+``var = (sd1² + sd2² - 2 r sd1 sd2) / n``; for the SMD, ``d = MD / sqrt((sd1² + sd2²)/2)``,
+Hedges' exact correction with ``n - 1`` df and ``var = 2 (1 - r) / n + g² / (2 n)``. ``r = 0`` (the
+default) gives the conservative parallel-group variance while counting each participant once.
+
+Every effect carries ``score_type``: ``change`` (change from baseline), ``endpoint``
+(post-treatment scores) or ``contrast`` (a reported, usually baseline-adjusted, contrast), so a
+standardised analysis can be rerun without the endpoint records (Cochrane Handbook 10.5.2).
 
 Signs: for continuous outcomes every effect reads **negative favours ketamine**; records on a
 ``higher_is_better`` scale are negated (``sign_flipped`` column). Records that no path fits are
@@ -34,7 +52,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from ketameta.synthesis.effects import escalc
 
@@ -65,10 +83,61 @@ def _se_from_row(row: pd.Series) -> float:
     return float("nan")
 
 
+def _hedges_j(df: float) -> float:
+    """Hedges' exact small-sample correction (as metafor's ``escalc``)."""
+    return float(
+        np.exp(special.gammaln(df / 2) - 0.5 * np.log(df / 2) - special.gammaln((df - 1) / 2))
+    )
+
+
+def _both_periods_effect(
+    row: pd.Series, measure: Measure, r: float
+) -> tuple[float, float, str] | str:
+    """Crossover arm data over both periods (the same n participants in each arm)."""
+    n = _num(row, "n1")
+    m1, m2, sd1, sd2 = (_num(row, c) for c in ("mean1", "mean2", "sd1", "sd2"))
+    if not all(np.isfinite([n, m1, m2, sd1, sd2])):
+        return "crossover over both periods without arm means, SDs and n: not usable"
+    path = f"crossover_both_periods_r={r:g}"
+    md = m1 - m2
+    if measure == "MD":
+        return md, (sd1**2 + sd2**2 - 2.0 * r * sd1 * sd2) / n, path
+    d = md / np.sqrt((sd1**2 + sd2**2) / 2.0)
+    g = d * _hedges_j(n - 1.0)
+    return float(g), float(2.0 * (1.0 - r) / n + g**2 / (2.0 * n)), path
+
+
+def _crossover_effect(
+    row: pd.Series, measure: Measure, crossover_r: float
+) -> tuple[float, float, str] | str | None:
+    """Crossover paths (None: first-period data, which are handled as a parallel trial)."""
+    kind = str(row.get("crossover_data", "") or "")
+    if kind in ("", "nan", "first_period"):
+        return None
+    if kind == "both_periods":
+        return _both_periods_effect(row, measure, crossover_r)
+    effect, se, etype = _num(row, "effect"), _se_from_row(row), str(row.get("effect_type", ""))
+    if not (np.isfinite(effect) and np.isfinite(se)):
+        return "paired crossover contrast without an SE or CI"
+    if etype in ("SMD_d", "SMD_g"):
+        if measure != "SMD":
+            return f"reported {etype} cannot be expressed as {measure}"
+        return effect, se**2, "crossover_paired"
+    if measure == "MD":
+        return effect, se**2, "crossover_paired"
+    return (
+        "paired crossover mean difference: the between-person SD is not reported, so it "
+        "cannot be standardised (MD analyses only)"
+    )
+
+
 def _controlled_effect(
-    row: pd.Series, measure: Measure, allow_sd_from_contrast: bool
+    row: pd.Series, measure: Measure, allow_sd_from_contrast: bool, crossover_r: float = 0.0
 ) -> tuple[float, float, str] | str:
     """Return ``(yi, vi, path)`` for a two-arm record, or the reason it cannot be used."""
+    crossover = _crossover_effect(row, measure, crossover_r)
+    if crossover is not None:
+        return crossover
     n1, n2 = _num(row, "n1"), _num(row, "n2")
     sd1, sd2 = _num(row, "sd1"), _num(row, "sd2")
     path = "arms"
@@ -82,6 +151,15 @@ def _controlled_effect(
         return float(out["yi"].iloc[0]), float(out["vi"].iloc[0]), path
     kind = str(row.get("effect_type", "") or "")
     effect, se = _num(row, "effect"), _se_from_row(row)
+    t = _num(row, "t_stat")
+    if not (np.isfinite(effect) and np.isfinite(se)) and np.isfinite(t):
+        if measure != "SMD":
+            return "a t statistic alone gives no mean difference (SMD analyses only)"
+        if not (np.isfinite(n1) and np.isfinite(n2)):
+            return "t statistic without both arm sizes: cannot standardise"
+        d = t * np.sqrt(1.0 / n1 + 1.0 / n2)
+        out = escalc("SMD", m1=[d], sd1=[1.0], n1=[n1], m2=[0.0], sd2=[1.0], n2=[n2])
+        return float(out["yi"].iloc[0]), float(out["vi"].iloc[0]), "smd_from_t"
     if not (np.isfinite(effect) and np.isfinite(se)):
         return "neither arm-level mean/SD/n nor a reported contrast with SE or CI"
     if kind in ("SMD_d", "SMD_g"):
@@ -123,12 +201,21 @@ def _prepost_effect(row: pd.Series, assumed_r: float | None) -> tuple[float, flo
     return "single-arm record without baseline mean/SD, follow-up mean and n, or a reported d"
 
 
+def _score_type(row: pd.Series, path: str) -> str:
+    """``change``, ``endpoint`` or ``contrast`` (a reported between-arm contrast)."""
+    if path.startswith(("arms", "crossover_both", "prepost")):
+        kind = str(row.get("outcome_type", ""))
+        return kind if kind in ("change", "endpoint") else "change"
+    return "contrast"
+
+
 def record_effects(
     records: pd.DataFrame,
     *,
     measure: Measure = "SMD",
     allow_sd_from_contrast: bool = True,
     assumed_r: float | None = None,
+    crossover_r: float = 0.0,
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Compute ``yi``/``vi`` for every record by the first path its numbers allow.
 
@@ -143,6 +230,9 @@ def record_effects(
     assumed_r : float, optional
         Pre-post correlation for single-arm records that do not report one. ``None`` (the
         default) excludes such records and says so.
+    crossover_r : float
+        Within-person correlation assumed for crossover arm data over both periods (0: the
+        conservative parallel-group variance, each participant counted once).
 
     Returns
     -------
@@ -164,7 +254,7 @@ def record_effects(
         if single:
             outcome = _prepost_effect(row, assumed_r) if measure == "SMD" else "MD needs two arms"
         else:
-            outcome = _controlled_effect(row, measure, allow_sd_from_contrast)
+            outcome = _controlled_effect(row, measure, allow_sd_from_contrast, crossover_r)
         if isinstance(outcome, str):
             excluded.append((str(row["record_id"]), outcome))
             continue
@@ -174,6 +264,7 @@ def record_effects(
         new["yi"], new["vi"], new["effect_path"] = (-yi if flipped else yi), vi, path
         new["sign_flipped"] = flipped
         new["single_arm"] = single
+        new["score_type"] = _score_type(row, path)
         rows.append(new)
     return finish_effects(rows, records, measure, "negative", excluded), excluded
 
@@ -217,6 +308,8 @@ def _labels(effects: pd.DataFrame) -> list[str]:
             labels.append(base[i])
             continue
         prefix = os.path.commonprefix(same.tolist())
+        if prefix and not prefix[-1].isspace() and prefix != arms[i]:
+            prefix = prefix[: prefix.rfind(" ") + 1]  # cut at a word boundary
         suffix = arms[i][len(prefix) :].strip(" ()") or arms[i]
         labels.append(f"{base[i]} ({suffix})")
     return labels

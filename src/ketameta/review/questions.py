@@ -90,6 +90,10 @@ class Settings:
         Standardise reported (LS-)mean differences through the SD recovered from their SE.
     assumed_r : float or None
         Pre-post correlation assumed for single-arm records that do not report one.
+    crossover_r : float
+        Within-person correlation assumed for crossover arm data reported over both periods
+        (`ketameta.review.evidence`; 0, the default, is the conservative parallel-group
+        variance with each participant counted once).
     outcome : "continuous", "response", "remission" or "relapse"
         Which records answer the questions: continuous depression scores (default; measure
         SMD or MD) or a binary outcome (measure RR, OR or RD, from the arm counts; timepoint
@@ -107,6 +111,7 @@ class Settings:
     outcome_construct: str = "depression"
     allow_sd_from_contrast: bool = True
     assumed_r: float | None = None
+    crossover_r: float = 0.0
     outcome: Literal["continuous", "response", "remission", "relapse"] = "continuous"
 
     def __post_init__(self) -> None:
@@ -169,19 +174,40 @@ def _default_studies() -> pd.DataFrame:
     return load_studies()
 
 
+def _out_of_scope(scope: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Leave out, with the reason, records that no question pools: reports of participants
+    counted in another study of the table, head-to-head comparisons of two ketamine forms, and
+    comparisons against an active antidepressant."""
+    excluded: list[tuple[str, str]] = []
+    keep = pd.Series(True, index=scope.index)
+    for idx, row in scope.iterrows():
+        other = str(row.get("duplicate_of", "") or "")
+        if other and other != "nan":
+            reason = f"same participants as {other} (duplicate_of): counted there, not twice"
+        elif row.get("contrast") == "head_to_head":
+            reason = "head-to-head comparison of two ketamine forms: not pooled against control"
+        elif row.get("comparator") == "other_active":
+            reason = "active antidepressant comparator: a different question, not pooled"
+        else:
+            continue
+        keep[idx] = False
+        excluded.append((str(row["record_id"]), reason))
+    return scope[keep], excluded
+
+
 def prepare_effects(
     studies: pd.DataFrame, settings: Settings
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Select, de-duplicate and compute effect sizes for the records the settings ask for."""
     if settings.outcome != "continuous":
         return _prepare_binary(studies, settings)
-    excluded: list[tuple[str, str]] = []
     scope = studies[
         (studies["outcome_construct"] == settings.outcome_construct)
         & (studies["outcome_type"].isin(CONTINUOUS_OUTCOMES))
     ]
     if settings.measure == "MD":
         scope = scope[scope["scale"] == "MADRS"]
+    scope, excluded = _out_of_scope(scope)
     selected, dropped = select_records(scope, timepoint=settings.timepoint)
     excluded += dropped
     resolved, dropped = resolve_shared_controls(selected, strategy=settings.multiarm)
@@ -191,6 +217,7 @@ def prepare_effects(
         measure=settings.measure,
         allow_sd_from_contrast=settings.allow_sd_from_contrast,
         assumed_r=settings.assumed_r,
+        crossover_r=settings.crossover_r,
     )
     excluded += dropped
     return _with_therapy_group(effects), excluded
@@ -216,7 +243,15 @@ def _prepare_binary(
         (rid, "single-arm record: no control arm for a between-arm ratio")
         for rid in scope.loc[single, "record_id"]
     ]
-    scope = scope[~single]
+    crossover = scope.get("crossover_data", pd.Series("", index=scope.index)).isin(
+        ["paired", "both_periods"]
+    )
+    excluded += [
+        (rid, "crossover counts over both periods: the paired counts are not reported")
+        for rid in scope.loc[crossover & ~single, "record_id"]
+    ]
+    scope, dropped = _out_of_scope(scope[~single & ~crossover])
+    excluded += dropped
     context = studies[construct & studies["study_id"].isin(scope["study_id"])]
     selected, dropped = select_binary_records(scope, context, timepoint=settings.timepoint)
     excluded += dropped

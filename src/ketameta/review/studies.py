@@ -31,6 +31,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "design": (
         "parallel_rct",
         "crossover_rct",
+        "factorial_rct",
         "single_arm",
         "nonrandomised_controlled",
         "observational",
@@ -60,7 +61,9 @@ ENUMS: dict[str, tuple[str, ...]] = {
         "other_active",
         "none",
     ),
-    "contrast": ("ketamine_vs_control", "therapy_added_to_ketamine", "prepost"),
+    "contrast": ("ketamine_vs_control", "therapy_added_to_ketamine", "head_to_head", "prepost"),
+    "source_type": ("primary", "secondary"),
+    "crossover_data": ("first_period", "paired", "both_periods"),
     "outcome_construct": (
         "depression",
         "ptsd",
@@ -154,7 +157,11 @@ SCHEMA: dict[str, Rule] = {
     "effect_ci_high": Rule(FLOAT, quoted=True),
     "ci_level": Rule(FLOAT, minimum=50, maximum=99.99),
     "analysis_set": Rule(),
+    "crossover_data": _enum("crossover_data", required=False),
+    "duplicate_of": Rule(),
+    "t_stat": Rule(FLOAT, quoted=True),
     "source": Rule(required=True),
+    "source_type": _enum("source_type"),
     "source_location": Rule(required=True),
     "source_quote": Rule(required=True),
     "derived": Rule(),
@@ -318,6 +325,17 @@ def validate_studies(df: pd.DataFrame) -> list[Problem]:
             if rule.arm2 and column in text.columns:
                 for i in np.flatnonzero((text["design"] == "single_arm") & (text[column] != "")):
                     add(int(i), column, text[column].iloc[i], "a single-arm record has no arm 2")
+    if {"design", "crossover_data"} <= set(text.columns):
+        crossover = text["design"] == "crossover_rct"
+        for i in np.flatnonzero(crossover & (text["crossover_data"] == "")):
+            add(int(i), "crossover_data", "", "a crossover record must say which data it holds")
+        for i in np.flatnonzero(~crossover & (text["crossover_data"] != "")):
+            add(int(i), "crossover_data", text["crossover_data"].iloc[i], "only for crossover_rct")
+    if {"duplicate_of", "study_id"} <= set(text.columns):
+        known = set(text["study_id"])
+        for i, other in enumerate(text["duplicate_of"]):
+            if other and (other not in known or other == text["study_id"].iloc[i]):
+                add(i, "duplicate_of", other, "must name another study_id of this table")
     if "source_quote" in text.columns:
         derived = text["derived"] if "derived" in text.columns else pd.Series("", index=text.index)
         for i, quote in enumerate(text["source_quote"]):
