@@ -21,13 +21,21 @@ EXPECTED_CASES = {
     "metareg_bcg_ablat",
     "metareg_methods_bcg",
     "multilevel_konstantopoulos2011",
+    "mv_assink2016",
+    "mv_berkey1998",
+    "mv_ishak2007",
+    "mv_konstantopoulos2011",
     "permutest_exact_bcg",
     "permutest_exact_hine1989",
     "rma_methods_bcg_logrr",
     "rma_methods_hackshaw1998_logor",
     "rma_methods_normand1999_smd",
+    "robust_uni_bcg",
     "subgroup_bangertdrowns2004_grade",
     "subgroup_bcg_alloc",
+    "vcalc_rho",
+    "vcalc_shared_control",
+    "vcalc_timepoints",
 }
 
 
