@@ -205,7 +205,21 @@ def test_single_study_meta_draws_without_pi():
         res = meta([-0.4], [0.05])
     fig = forest(res)
     assert len(gid(fig.axes[1], "study")) == 1 and gid(fig.axes[1], "pi") == []
-    assert "Heterogeneity: not estimable (k = 1)" in texts(fig.axes[0])
+    # one study: no pooled diamond, no "100%" weight
+    assert gid(fig.axes[1], "diamond-overall") == []
+    assert "single study: shown, not pooled" in texts(fig.axes[0])
+    assert "Weight" not in texts(fig.axes[2]) and "100.0%" not in texts(fig.axes[2])
+
+
+def test_subgroup_levels_in_words_and_tests_can_be_left_out():
+    df = pd.DataFrame({"yi": [-0.5, -0.3, -0.4, -0.1], "vi": [0.04, 0.05, 0.03, 0.04],
+                       "route": ["iv", "iv", "intranasal", "intranasal"]})
+    res = subgroup(df, "route")
+    fig = forest(res, level_labels={"iv": "Intravenous"}, subgroup_tests=False)
+    left = texts(fig.axes[0])
+    assert "Intravenous" in left and "route: intranasal" in left
+    assert not any("Test for subgroup differences" in t for t in left)
+    assert any("Test for subgroup differences" in t for t in texts(forest(res).axes[0]))
 
 
 def test_cis_past_the_axis_get_arrows_and_infinite_bounds_draw():

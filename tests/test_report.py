@@ -21,23 +21,34 @@ def built(tmp_path_factory):
 def test_report_has_every_section_and_is_self_contained(built):
     text = built.read_text(encoding="utf-8")
     for heading in (
+        "Summary of findings",
+        "Key findings",
         "Methods",
+        "Results",
         "Study flow",
         "Included studies",
-        "Overall",
-        "Psychotherapy",
-        "Route",
-        "Drug",
-        "Comparator",
-        "Condition",
-        "Overall MADRS mean difference",
+        "Risk of bias",
+        "Ketamine vs control (all controlled comparisons)",
+        "Ketamine vs control, in MADRS points",
+        "Intravenous vs intranasal",
+        "Ketamine alone vs ketamine with psychotherapy",
+        "Racemic ketamine vs esketamine",
+        "By control condition",
+        "By population",
         "Response and remission",
-        "Response overall",
-        "Remission route",
+        "Response: ketamine vs control",
+        "Remission: intravenous vs intranasal",
+        "Sensitivity analyses",
         "Published meta-analyses, for comparison",
+        "Limitations",
+        "Appendix",
         "Warnings raised while building",
     ):
         assert f">{heading}<" in text, heading
+    # the summary of findings comes first, then the key findings
+    assert text.index(">Summary of findings<") < text.index(">Key findings<") < text.index(
+        ">Methods<"
+    )
     tables = built.parent / "tables"
     for name in ("overall_MADRS_mean_difference_summary", "response_overall_summary",
                  "remission_route_excluded", "published_meta_analyses"):  # fmt: skip

@@ -235,22 +235,36 @@ def build_rows(
     arms: bool | Mapping[str, str],
     columns: Mapping[str, str],
     show_pi: bool,
+    level_labels: Mapping[str, str] | None = None,
+    show_tests: bool = True,
 ) -> tuple[list[Row], Any]:
-    """Rows of a MetaResult or a SubgroupResult, and the result whose diamond is the overall."""
+    """Rows of a MetaResult or a SubgroupResult, and the result whose diamond is the overall.
+
+    A single study (k = 1) is shown without a pooled diamond; ``level_labels`` names subgroup
+    levels in words; ``show_tests=False`` leaves out the tests for subgroup differences.
+    """
     opts = {"sort": sort, "label_chars": label_chars, "arms": arms, "columns": columns}
     if not hasattr(result, "results"):  # a single MetaResult
         rows = study_rows(result, **opts)
+        if result.k < 2:
+            return rows + [Row("text", "single study: shown, not pooled", gid="not-pooled")], None
         rows.append(Row("blank"))
         return rows + _pooled_rows(result, "Overall", "diamond-overall", show_pi), result
     rows = []
     flagged = getattr(result, "flagged", ())
+    names = level_labels or {}
     for level in result.levels:
-        rows.append(Row("heading", shorten(f"{result.by}: {level}", label_chars), gid="heading"))
+        heading = names.get(level, f"{result.by}: {level}")
+        rows.append(Row("heading", shorten(heading, label_chars), gid="heading"))
         res = result.results.get(level)
         if res is None or res.k == 0:
             rows += [Row("text", "no studies in this subgroup", gid="empty"), Row("blank")]
             continue
-        rows += study_rows(res, **opts)
+        level_rows = study_rows(res, **opts)
+        if level in flagged or res.k < 2:
+            for row in level_rows:  # one study: no "100%" weight
+                row.weight = math.nan
+        rows += level_rows
         if level in flagged or res.k < 2:
             rows.append(Row("text", "k = 1: shown, not pooled", gid="not-pooled"))
         else:
@@ -259,7 +273,7 @@ def build_rows(
     overall = getattr(result, "overall", None)
     if overall is not None:
         rows += _pooled_rows(overall, "Overall", "diamond-overall", show_pi)
-    for line in subgroup_test_lines(result):
+    for line in subgroup_test_lines(result) if show_tests else []:
         rows.append(Row("text", line, gid="subgroup-test"))
     return rows, overall
 

@@ -65,6 +65,8 @@ def forest(
     label_chars: int = 50,
     digits: int = 2,
     plot_width: float = 3.4,
+    level_labels: Mapping[str, str] | None = None,
+    subgroup_tests: bool = True,
 ) -> Figure:
     """Draw a forest plot of a pooled result or a subgroup result.
 
@@ -102,6 +104,13 @@ def forest(
         Decimals of the estimates and CIs in the right table.
     plot_width : float
         Width of the plot panel in inches; the text tables take the width they need.
+    level_labels : mapping, optional
+        Subgroup level -> heading (default ``"<by>: <level>"``).
+    subgroup_tests : bool
+        Print the tests for subgroup differences under a subgroup plot (``False`` where the
+        question cannot be answered, so that no test reads as an answer).
+
+    A single study (k = 1) is drawn without a pooled diamond and without a weight column.
 
     Returns
     -------
@@ -142,7 +151,11 @@ def forest(
         arms=(arm_columns or True) if show_arms else False,
         columns=headers,
         show_pi=prediction_interval,
+        level_labels=level_labels,
+        show_tests=subgroup_tests,
     )
+    if not hasattr(result, "results") and result.k < 2:
+        show_weights = False
     tf = np.exp if ratio else (lambda v: v)
     for r in rows:  # to the display scale (exp for ratios) once, here
         r.est, r.low, r.high = (float(tf(v)) for v in (r.est, r.low, r.high))
@@ -158,7 +171,7 @@ def forest(
         elif r.kind in ("study", "diamond", "pi"):
             ci = f"[{fmt(r.low, digits)}, {fmt(r.high, digits)}]"
             r.cells["est"] = ci if r.kind == "pi" else f"{fmt(r.est, digits)} {ci}"
-        if r.kind == "study" and show_weights:
+        if r.kind == "study" and show_weights and math.isfinite(r.weight):
             r.cells["weight"] = f"{r.weight:.1f}%"
     left_w = layout_columns(left, rows)
     # pooled labels stay in the left panel: the diamond drawn on their row must not cover them

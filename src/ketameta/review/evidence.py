@@ -293,11 +293,14 @@ def _labels(effects: pd.DataFrame) -> list[str]:
     ketamine arm's name that differs where a study has several records."""
     if effects.empty:
         return []
-    base = (
-        effects["first_author"].astype(str)
-        + " "
-        + effects["year"].astype(float).map("{:.0f}".format)
-    )
+    if "study_label" in effects.columns:  # one label per trial (load_studies adds it)
+        base = effects["study_label"].astype(str)
+    else:
+        base = (
+            effects["first_author"].astype(str)
+            + " "
+            + effects["year"].astype(float).map("{:.0f}".format)
+        )
     shared = base.map(effects.groupby(base)["study_id"].nunique()) > 1
     base = base.where(~shared, base + " " + effects["study_id"].astype(str))
     arms = effects.get("arm1_label", pd.Series("", index=effects.index)).fillna("").astype(str)

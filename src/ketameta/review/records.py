@@ -25,7 +25,6 @@ __all__ = ["MultiArm", "resolve_shared_controls", "select_binary_records", "sele
 Timepoint = Literal["primary"] | tuple[float, float]
 
 
-
 def _is_true(value: object) -> bool:
     return str(value).strip().lower() in {"true", "1", "yes"}
 

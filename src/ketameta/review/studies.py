@@ -384,8 +384,35 @@ def load_studies(path: str | Path | None = None) -> pd.DataFrame:
         if column in out.columns:
             out[column] = pd.to_numeric(out[column])
     out["primary"] = out["primary"].astype(str).str.lower() == "true"
+    out["study_label"] = study_labels(out)
     out.attrs["source_path"] = str(path)
     return out
+
+
+def study_labels(studies: pd.DataFrame) -> pd.Series:
+    """One label per study, used everywhere: the author and year of its primary record (else
+    its first record); the study id is added where two studies would share a label.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"study_id": ["t12", "t12"], "first_author": ["Turkoz", "Jones"],
+    ...                    "year": [2021, 2022], "primary": [False, True]})
+    >>> study_labels(df).tolist()
+    ['Jones 2022', 'Jones 2022']
+    """
+    author_year = (
+        studies["first_author"].astype(str) + " " + studies["year"].map(lambda y: f"{float(y):.0f}")
+    )
+    rank = (~studies["primary"].astype(bool)).astype(int)
+    chosen = (
+        pd.DataFrame({"study": studies["study_id"], "rank": rank, "label": author_year})
+        .sort_values("rank", kind="stable")
+        .drop_duplicates("study")
+        .set_index("study")["label"]
+    )
+    clash = chosen.map(chosen.value_counts()) > 1
+    chosen = chosen.where(~clash, chosen + " (" + chosen.index.to_series() + ")")
+    return studies["study_id"].map(chosen)
 
 
 def load_screening(path: str | Path | None = None) -> pd.DataFrame:
