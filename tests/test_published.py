@@ -80,14 +80,18 @@ def test_report_section_shows_every_published_result_as_printed():
 
     tables = {}
     overall = SimpleNamespace(controlled=meta([-0.5, -0.2, -0.4], [0.04, 0.05, 0.03]))
-    html_text = html.unescape(published_section(overall, tables, lambda df: df.to_html()))
+    html_text = html.unescape(
+        published_section(overall, tables, lambda rows, columns: str(rows))
+    )
     table = tables["published_meta_analyses"]
     assert len(table) == len(load_published())
     assert "-0.63 [-0.80, -0.45]" in table["estimate [95% CI]"].tolist()  # as printed
     assert "This review" in html_text and "k = 3" in html_text and "Hedges' g" in html_text
+    assert "SMD (Cohen's d)" in html_text  # measures in words
     ratio = meta(data=escalc("RR", events1=[4, 6], n1=[20, 20], events2=[2, 3], n2=[20, 20]))
-    line = published_section(SimpleNamespace(controlled=ratio), {}, lambda df: "")
-    assert f"{math.exp(ratio.estimate):.2f} [{math.exp(ratio.ci_low):.2f}," in line
+    line = published_section(SimpleNamespace(controlled=ratio), {}, lambda rows, columns: "")
+    low = f"{math.exp(ratio.ci_low):.2f}".replace("-", "−")
+    assert f"{math.exp(ratio.estimate):.2f} [{low}," in line
     assert "RR, above 1 favours ketamine" in line
-    none = published_section(SimpleNamespace(controlled=None), {}, lambda df: "")
+    none = published_section(SimpleNamespace(controlled=None), {}, lambda rows, columns: "")
     assert "no controlled comparison" in none

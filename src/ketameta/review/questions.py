@@ -26,13 +26,16 @@ Questions
 
 from __future__ import annotations
 
+import sys
 import warnings
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
 
-from ketameta.exceptions import ExcludedStudyWarning
+from ketameta.exceptions import ExcludedStudyWarning, KetametaWarning
 from ketameta.review.evidence import CONTINUOUS_OUTCOMES, record_effects
 from ketameta.review.evidence_binary import BINARY_OUTCOMES, record_binary_effects
 from ketameta.review.records import resolve_shared_controls, select_binary_records, select_records
@@ -61,7 +64,63 @@ SELECTION_RULES = (
     "not the primary record",
     "outside the timepoint",
     "not at the primary timepoint",
+    "another record of this comparison is nearer",
 )
+
+# how the one summary warning of a named analysis groups the records it did not use: the
+# first entry whose text starts a reason names its group; anything else is an effect size
+# that the reported numbers do not give (`ketameta.review.evidence`)
+EXCLUSION_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("by the timepoint rule", SELECTION_RULES),
+    (
+        "with no primary record or timepoint",
+        (
+            "no record of this comparison is flagged primary",
+            "no primary timepoint known",
+            "no record of this outcome at the primary timepoint",
+        ),
+    ),
+    ("arms combined", ("arm combined into",)),
+    ("sharing a control arm", ("shares the control arm",)),
+    ("same participants as another study", ("same participants as",)),
+    ("head-to-head", ("head-to-head",)),
+    ("active comparator", ("active antidepressant comparator",)),
+    ("single-arm (no control arm)", ("single-arm record",)),
+    ("crossover counts", ("crossover counts",)),
+)
+OTHER_GROUP = "effect size not computable"
+
+
+def exclusion_group(reason: str) -> str:
+    """The group of an exclusion reason in the summary warning (see `EXCLUSION_GROUPS`)."""
+    for group, starts in EXCLUSION_GROUPS:
+        if reason.startswith(starts):
+            return group
+    return OTHER_GROUP
+
+
+def exclusion_summary(name: str, excluded: Sequence[tuple[str, str]]) -> str:
+    """One line on the records an analysis did not use, e.g. ``"route: 24 records not used
+    (9 by the timepoint rule, 4 arms combined, ...; see result.excluded_table())"``; a single
+    record is named with its reason.
+
+    Examples
+    --------
+    >>> print(exclusion_summary("overall", [("a_d7", "not the primary record (a_d1)"),
+    ...                                     ("b_84", "arm combined into b_28 (shared control p)")]))
+    overall: 2 records not used (1 by the timepoint rule, 1 arms combined;
+    see result.excluded_table())
+    >>> print(exclusion_summary("overall", [("bad", "no arm-level mean/SD/n")]))
+    overall: record bad excluded: no arm-level mean/SD/n (see result.excluded_table())
+    """
+    see = "see result.excluded_table()"
+    if len(excluded) == 1:
+        record_id, reason = excluded[0]
+        return f"{name}: record {record_id} excluded: {reason} ({see})"
+    counts = Counter(exclusion_group(reason) for _, reason in excluded)
+    order = [group for group, _ in EXCLUSION_GROUPS] + [OTHER_GROUP]
+    parts = ", ".join(f"{counts[group]} {group}" for group in order if counts[group])
+    return f"{name}: {len(excluded)} records not used ({parts}; {see})"
 
 
 @dataclass(frozen=True)
@@ -146,10 +205,25 @@ class ReviewAnalysis(ResultMixin):
     direct: Any = None
     by: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # record_id -> study label of every excluded record (for `excluded_table`)
+    excluded_studies: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def _title(self) -> str:  # type: ignore[override]
         return f"{self.name}: {self.question}"
+
+    def excluded_table(self) -> pd.DataFrame:
+        """Every record this analysis did not use, one row each: ``record_id``, ``study`` (the
+        study label) and ``reason`` (the same list as ``excluded``, in its order).
+
+        The analysis warns once with a count per kind of reason; this table is the detail, e.g.
+        ``result.excluded_table().groupby("reason").size()``.
+        """
+        rows = [
+            (record_id, self.excluded_studies.get(record_id, ""), reason)
+            for record_id, reason in self.excluded
+        ]
+        return pd.DataFrame(rows, columns=["record_id", "study", "reason"])
 
     def summary(self) -> pd.DataFrame:
         """One row per pooled group (controlled and single-arm studies kept apart)."""
@@ -289,31 +363,83 @@ def run(name: str, studies: pd.DataFrame | None = None, settings: Settings | Non
     studies = _default_studies() if studies is None else studies
     by, question = QUESTIONS[name]
     effects, excluded = prepare_effects(studies, settings)
-    for record_id, reason in excluded:
-        if any(rule in reason for rule in SELECTION_RULES):
-            continue
-        warnings.warn(
-            f"{name}: record {record_id} excluded: {reason}", ExcludedStudyWarning, stacklevel=2
-        )
     notes: list[str] = []
     kind = effects["contrast"] if not effects.empty else pd.Series(dtype=str)
     single = effects[kind == "prepost"]
     controlled = effects[kind == "ketamine_vs_control"]
     direct = effects[kind == "therapy_added_to_ketamine"]
+    # the pooling's own warnings (e.g. one study in a group) become notes of the result, named
+    # by design, and part of the one summary warning below; others pass through unchanged
+    ours: list[tuple[str, Any]] = []
+    pooled = {}
+    for design, rows, group_by in (
+        ("controlled", controlled, by),
+        ("single-arm", single, by),
+        ("direct", direct if name == "psychotherapy" else None, None),
+    ):
+        if rows is None:
+            pooled[design] = None
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pooled[design] = _pool(rows.reset_index(drop=True), group_by, settings, notes)
+        for w in caught:
+            if issubclass(w.category, KetametaWarning):
+                ours.append((f"{design}: {w.message}", w.category))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    notes += list(dict.fromkeys(text for text, _ in ours))
+    _warn_once(name, excluded, ours)
+    labels = dict(zip(studies["record_id"].astype(str), _study_labels(studies), strict=True))
     return ReviewAnalysis(
         name=name,
         question=question,
         settings=settings.as_dict(),
         effects=effects,
         excluded=tuple(excluded),
-        controlled=_pool(controlled.reset_index(drop=True), by, settings, notes),
-        single_arm=_pool(single.reset_index(drop=True), by, settings, notes),
-        direct=_pool(direct.reset_index(drop=True), None, settings, notes)
-        if name == "psychotherapy"
-        else None,
+        controlled=pooled["controlled"],
+        single_arm=pooled["single-arm"],
+        direct=pooled["direct"],
         by=by,
         notes=tuple(notes),
+        excluded_studies={rid: labels.get(str(rid), "") for rid, _ in excluded},
     )
+
+
+def _study_labels(studies: pd.DataFrame) -> list[str]:
+    if "study_label" in studies.columns:
+        column = studies["study_label"]
+    elif "study_id" in studies.columns:
+        column = studies["study_id"]
+    else:
+        return [""] * len(studies)
+    return [str(v) if pd.notna(v) else "" for v in column]
+
+
+def _warn_once(
+    name: str, excluded: Sequence[tuple[str, str]], pooling: list[tuple[str, Any]]
+) -> None:
+    """At most one warning per analysis: the records not used, summarised by kind (when any was
+    left out for a reason other than the record-selection rule), and the pooling's notes."""
+    parts = []
+    if any(not reason.startswith(SELECTION_RULES) for _, reason in excluded):
+        parts.append(exclusion_summary(name, excluded))
+    if pooling:
+        notes = "; ".join(dict.fromkeys(text for text, _ in pooling))
+        parts.append(f"{'pooling' if parts else name} (see result.notes): {notes}")
+    if parts:
+        # a warning of the pooling (convergence, a single study) keeps its category
+        category = pooling[0][1] if pooling else ExcludedStudyWarning
+        warnings.warn("; ".join(parts), category, stacklevel=_outside_this_module())
+
+
+def _outside_this_module() -> int:
+    """The ``stacklevel`` (for a ``warnings.warn`` in the caller) of the first frame outside
+    this module: the user's line that asked for the analysis, however it got here."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def overall(studies=None, settings=None) -> ReviewAnalysis:

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from ketameta.exceptions import ExcludedStudyWarning, KetametaWarning
+from ketameta.synthesis import printing
 from ketameta.synthesis.pooling import meta
 from ketameta.synthesis.regression import metareg
 from ketameta.synthesis.results import MetaResult, ResultMixin
@@ -33,9 +34,13 @@ class SubgroupTest:
     test: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SubgroupResult(ResultMixin):
-    """Per-level pooled results and the tests for subgroup differences."""
+    """Per-level pooled results and the tests for subgroup differences.
+
+    ``print(res)`` shows the per-level model results (and, for ratio measures, their exp()),
+    the heterogeneity per level and both tests (:func:`ketameta.synthesis.printing.format_subgroup`).
+    """
 
     by: str
     levels: tuple[str, ...]
@@ -53,8 +58,12 @@ class SubgroupResult(ResultMixin):
     data: pd.DataFrame | None = field(default=None, repr=False)
     _title = "Subgroup analysis"
 
-    def summary(self) -> pd.DataFrame:
-        """One row per level (k, estimate, CI, PI, tau², I², Q), then the overall row."""
+    def summary(self, transform: str | None = None) -> pd.DataFrame:
+        """One row per level (k, estimate, CI, PI, tau², I², Q), then the overall row.
+
+        ``transform="exp"`` (ratio measures): ``estimate`` and the CI/PI bounds become
+        ``exp_estimate``, ``exp_ci_low``, ... and ``se`` becomes ``se_log``.
+        """
         rows = []
         for name in self.levels:
             res = self.results[name]
@@ -98,7 +107,8 @@ class SubgroupResult(ResultMixin):
         for name, t in (("test_common", self.test_common), ("test_separate", self.test_separate)):
             if t is not None:
                 table.attrs[name] = {"statistic": t.statistic, "df": t.df, "pvalue": t.pvalue}
-        return table
+        measure = next(iter(self.results.values())).measure
+        return printing.apply_transform(table, measure, transform)
 
     def tests(self) -> pd.DataFrame:
         """The two tests for subgroup differences as a table."""
@@ -242,7 +252,7 @@ def subgroup(
     else:
         warnings.warn(
             f"subgroup(): {len(data)} studies in {len(levels)} levels of {by!r}: the "
-            "mixed-effects model needs more studies than levels; test_common is None",
+            "mixed-effects model needs more studies than levels, so there is no common-tau² test",
             KetametaWarning,
             stacklevel=2,
         )

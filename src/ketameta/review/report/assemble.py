@@ -160,8 +160,8 @@ def _limitations(studies, screening, results, md, verdicts) -> list[str]:
         days = pd.to_numeric(used["timepoint_days"], errors="coerce").dropna()
         if len(days):
             items.append(
-                f"Primary timepoints differ between trials (from {days.min() * 24:.0f} hours to "
-                f"{days.max():.0f} days), so the pooled effect mixes short- and longer-term "
+                f"Primary timepoints differ between trials (from {_duration(days.min())} to "
+                f"{_duration(days.max())}), so the pooled effect mixes short- and longer-term "
                 "effects."
             )
         endpoint = used[used["score_type"] == "endpoint"]
@@ -182,6 +182,15 @@ def _limitations(studies, screening, results, md, verdicts) -> list[str]:
         "of all against saline; the comparator section shows the results by control."
     )
     return items
+
+
+def _duration(days: float) -> str:
+    """``0.0278`` -> ``40 minutes``, ``0.1667`` -> ``4 hours``, ``28`` -> ``28 days``."""
+    if days < 1 / 24:
+        return f"{days * 24 * 60:.0f} minutes"
+    if days < 1:
+        return f"{days * 24:.0f} hours"
+    return "1 day" if round(days) == 1 else f"{days:.0f} days"
 
 
 def _warnings_appendix(caught: list[Any]) -> str:
@@ -272,22 +281,36 @@ def assemble(
         )
     ]
     if md is not None:
-        sections.append(
-            syntheses.question_section(md, None, labels).replace(
-                f"<h3>{esc(md.name)}</h3>", "<h3>Ketamine vs control, in MADRS points</h3>"
-            )
-        )
+        sections.append(syntheses.question_section(md, None, labels))
+    confounding = {}
+    for name, text in same.items():
+        for earlier in SUBGROUP_QUESTIONS:
+            if f"'{syntheses.TITLES[earlier]}'" in text:
+                how = text.split(" (", 1)[1].rsplit(")", 1)[0]
+                confounding[earlier] = (
+                    f"Read with care: {how}, so a difference by "
+                    f"{syntheses.BY_WORDS.get(results[earlier].by, earlier)} is also a difference "
+                    f"by {syntheses.BY_WORDS.get(results[name].by, name)}."
+                )
     for name in SUBGROUP_QUESTIONS:
         sections.append(
             syntheses.question_section(
-                results[name], verdicts[name], labels, same_as=same.get(name)
+                results[name],
+                verdicts[name],
+                labels,
+                same_as=same.get(name),
+                confounded=confounding.get(name, ""),
             )
         )
-    binary_html = "".join(
-        syntheses.question_section(a, None, labels).replace(
-            f"<h3>{esc(a.name)}</h3>", f"<h3>{esc(a.name.replace('_', ' ').capitalize())}</h3>"
+    binary_verdicts = {
+        a.name: subgroup_verdict(
+            a.controlled, by="route", by_words="route", level_words=syntheses.LEVEL_WORDS
         )
         for a in binary
+        if a.name.endswith("_route")
+    }
+    binary_html = "".join(
+        syntheses.question_section(a, binary_verdicts.get(a.name), labels) for a in binary
     )
     per_analysis = {
         "overall": study_count(results["overall"].controlled)
@@ -324,11 +347,7 @@ def assemble(
         )
         + f". Software: {esc(versions())}.</p>"
     )
-    published = published_section(
-        results["overall"],
-        tables,
-        lambda df: table(df.to_dict("records"), [(c, c.capitalize()) for c in df.columns]),
-    )
+    published = published_section(results["overall"], tables, table)
     sensitivity = sensitivity_section(results, tables)
     limitations = _limitations(studies, screening, results, md, verdicts)
     key_verdicts = {syntheses.TITLES[k]: v for k, v in verdicts.items() if k not in same}

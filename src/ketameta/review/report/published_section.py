@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ketameta.review.published import load_published
+from ketameta.review.report.words import interval, num
 
 NOTE = (
     "Pooled results reported by published meta-analyses, copied from their abstracts or "
@@ -21,6 +22,34 @@ NOTE = (
     "quote). Signs are as each review reports them; the last column says which side favours "
     "ketamine. They are not pooled with this review's results: the reviews include different "
     "trials, timepoints and measures."
+)
+
+
+MEASURE_WORDS = {
+    "SMD_d": "SMD (Cohen's d)",
+    "SMD_g": "SMD (Hedges' g)",
+    "MD": "mean difference",
+    "MD_decrease": "mean difference (decrease)",
+    "SMD_decrease": "SMD (decrease)",
+    "RR": "risk ratio",
+    "OR": "odds ratio",
+}
+FAVOURS_WORDS = {
+    "negative": "below 0",
+    "positive": "above 0",
+    "RR > 1": "above 1",
+    "OR > 1": "above 1",
+}
+COLUMNS = (
+    ("review", "Review"),
+    ("comparison", "Comparison"),
+    ("outcome", "Outcome"),
+    ("timepoint", "Timepoint"),
+    ("measure", "Measure"),
+    ("estimate [95% CI]", "Estimate [95% CI]"),
+    ("k", "Studies"),
+    ("n", "Participants"),
+    ("favours ketamine", "Favours ketamine when"),
 )
 
 
@@ -39,11 +68,13 @@ def published_table(published: pd.DataFrame) -> pd.DataFrame:
             "comparison": published["comparison"],
             "outcome": published["outcome"],
             "timepoint": published["timepoint"],
-            "measure": published["measure"],
+            "measure": published["measure"].map(lambda m: MEASURE_WORDS.get(m, m)),
             "estimate [95% CI]": published.apply(interval, axis=1),
             "k": published["k_studies"],
             "n": published["n_participants"],
-            "favours ketamine": published["favours_ketamine"],
+            "favours ketamine": published["favours_ketamine"].map(
+                lambda f: FAVOURS_WORDS.get(f, f)
+            ),
         }
     )
 
@@ -63,19 +94,29 @@ def ours_line(overall: Any) -> str:
         what = "Hedges' g, negative favours ketamine"
     else:
         what = f"{measure}, negative favours ketamine"
+    data = getattr(result, "data", None)
+    studies = int(data["study_id"].nunique()) if data is not None and "study_id" in data else None
+    size = (
+        f"{studies} studies, {int(summary['k'])} comparisons"
+        if studies
+        else f"k = {int(summary['k'])}"
+    )
     return (
         "<p><strong>This review</strong> (controlled comparisons, "
-        f"{html.escape(what)}): {values[0]:.2f} [{values[1]:.2f}, {values[2]:.2f}], "
-        f"k = {int(summary['k'])}.</p>"
+        f"{html.escape(what)}): {num(values[0])} {interval(values[1], values[2])}, {size}.</p>"
     )
 
 
 def published_section(overall: Any, tables: dict[str, pd.DataFrame], render) -> str:
-    """HTML of the section; adds ``published_meta_analyses`` to ``tables``."""
+    """HTML of the section; adds ``published_meta_analyses`` to ``tables``.
+
+    ``render(rows, columns)`` turns display rows and ``(key, header)`` pairs into HTML.
+    """
     table = published_table(load_published(as_text=True))
     tables["published_meta_analyses"] = table
     return (
         "<h2>Published meta-analyses, for comparison</h2>"
-        f"<p class='note'>{NOTE}</p>{ours_line(overall)}{render(table)}"
+        f"<p class='note'>{NOTE}</p>{ours_line(overall)}"
+        f"{render(table.to_dict('records'), COLUMNS)}"
         f"<p class='note'>{html.escape('Sources: see data/published_meta_analyses.csv.')}</p>"
     )

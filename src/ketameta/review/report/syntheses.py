@@ -143,7 +143,11 @@ def question_section(
 ) -> str:
     """HTML of one question's section."""
     name = analysis.name
-    parts = [f"<h3>{esc(TITLES.get(name, name))}</h3>", f"<p><i>{esc(analysis.question)}</i></p>"]
+    question = analysis.question
+    outcome = name.split("_")[0]
+    if outcome in ("response", "remission"):
+        question = question.replace("on depression", f"on {outcome}")
+    parts = [f"<h3>{esc(TITLES.get(name, name))}</h3>", f"<p><i>{esc(question)}</i></p>"]
     if confounded:
         parts.append(f"<p class='note'>{esc(confounded)}</p>")
     if same_as:
