@@ -67,3 +67,37 @@ def q_statistic(yi, vi, tau2, m):
     w = weights(vi, tau2, m)
     _, _, e = weighted_residuals(yi, w)
     return vdot(w * e, e)
+
+
+def normalize(yi, vi, m):
+    """Centre and rescale each problem: ``((yi - c) / s, vi / s², c, s)``.
+
+    ``c`` is the midrange of a problem's yi and ``s`` a power of two near ``max(sqrt(max vi),
+    max |yi - c|)`` (so the division is exact and results are equivariant): the solvers then
+    work on numbers of order one whatever the units, and products such as ``w² e²`` neither
+    overflow nor underflow for yi ~ 1e±300 or vi ~ 1e±300. tau² on the original scale is
+    ``s² tau²``; estimates are ``c + s estimate``. Masked-out entries keep placeholders
+    (yi = 0, vi = 1). ``c`` and ``s`` are shaped ``yi.shape[:-1]``.
+    """
+    if m is None:
+        y_hi, y_lo = yi.max(axis=-1), yi.min(axis=-1)
+        v_hi = vi.max(axis=-1)
+    else:
+        on = m > 0
+        y_hi = np.where(on, yi, -np.inf).max(axis=-1)
+        y_lo = np.where(on, yi, np.inf).min(axis=-1)
+        v_hi = np.where(on, vi, 0.0).max(axis=-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        c = 0.5 * y_hi + 0.5 * y_lo  # no overflow for |yi| near the float64 limit
+        half_range = 0.5 * y_hi - 0.5 * y_lo
+        size = np.maximum(np.sqrt(v_hi), half_range)
+        size = np.where(np.isfinite(size) & (size > 0), size, 1.0)
+        c = np.where(np.isfinite(c), c, 0.0)
+    _, expo = np.frexp(size)  # size = f 2^expo, 0.5 <= f < 1
+    s = np.ldexp(1.0, expo)
+    y = (yi - c[..., None]) / s[..., None]
+    v = vi / s[..., None] / s[..., None]
+    if m is not None:
+        y = np.where(on, y, 0.0)
+        v = np.where(on, v, 1.0)
+    return y, v, c, s

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ketameta._core.arrays import prepare
+from ketameta._core.arrays import normalize, prepare
 from ketameta._core.fitstats import fit_statistics, se_tau2
 from ketameta._core.pooling import TESTS, _pool_prepared
 from ketameta._core.tau2 import (
@@ -34,6 +34,7 @@ def fit_batch(
     stats: bool = True,
     tol: float = 1e-12,
     maxiter: int = 1000,
+    max_tau2="metafor",
 ) -> dict[str, np.ndarray]:
     """Fit a random-effects (or common-effect) model to each meta-analysis of a batch.
 
@@ -58,6 +59,10 @@ def fit_batch(
         permutations): about a third of a DL batch.
     tol, maxiter
         Convergence settings of the iterative steps (exact roots by default).
+    max_tau2 : "metafor", None, float or array_like
+        Search limit of the Q-profile bounds (see :func:`ketameta._core.tau2.q_profile_ci`):
+        metafor's ``max(100, 10 tau²)`` (default), None to grow the bracket until it holds
+        the root, or a value.
 
     Returns
     -------
@@ -66,7 +71,14 @@ def fit_batch(
         iterations``, with ``stats`` ``se_tau2`` and the fit statistics ``loglik, deviance, aic,
         bic, aicc`` (see :mod:`ketameta._core.fitstats`), and with ``ci_tau2`` also ``tau2_ci_low,
         tau2_ci_high, tau_ci_low, tau_ci_high, i2_ci_low, i2_ci_high, h2_ci_low, h2_ci_high,
-        ci_converged``.
+        ci_converged`` and the flags ``ci_low_found, ci_high_found`` (the bound is a root, or 0
+        with no positive root) and ``ci_low_at_limit, ci_high_at_limit`` (reported as the
+        search limit), which name the bound that was not found.
+        ``converged`` is False wherever tau² is not a finite root (the iteration limit, a
+        failed search, or s² tau² overflowing for extreme inputs): rows to warn about.
+        Everything is computed on the centred and rescaled problem
+        (:func:`ketameta._core.arrays.normalize`) and mapped back, so the results are location
+        invariant and scale equivariant.
 
     Examples
     --------
@@ -86,26 +98,33 @@ def fit_batch(
         raise ValueError(f"'level' must be a percentage in (0, 100), got {level!r}.")
     # prepare once (mask placeholders, k); the steps below take the prepared arrays
     yi, vi, m, k = prepare(yi, vi, mask)
-    fit = _estimate_prepared(yi, vi, m, k, method, tol=tol, maxiter=maxiter)
-    out = _pool_prepared(yi, vi, m, k, fit.tau2, test=test, level=level, method=method)
+    yi, vi, c, s = normalize(yi, vi, m)  # once: every step below works on this problem
+    fit = _estimate_prepared(yi, vi, m, k, method, tol=tol, maxiter=maxiter, scaled=s)
+    out = _pool_prepared(
+        yi, vi, m, k, fit.tau2, test=test, level=level, method=method, scaled=(c, s)
+    )
     out["tau2"] = fit.tau2
     out["tau"] = np.sqrt(fit.tau2)
     out["converged"] = fit.converged
     out["iterations"] = fit.iterations
     if stats:
-        out["se_tau2"] = se_tau2(yi, vi, fit.tau2, method, m=m, k=k)
-        out.update(fit_statistics(yi, vi, fit.tau2, method, m=m, k=k))
+        out.update(_scaled_statistics(yi, vi, m, k, fit.tau2, method, s))
     if ci_tau2:
         shape = fit.tau2.shape
         if method in COMMON_METHODS:
             nan = np.full(shape, np.nan)
             lo, hi = nan, nan.copy()
             ci_ok = np.ones(shape, dtype=bool)
+            no = np.zeros(shape, dtype=bool)
+            flags = (no, no, no, no)
         else:
-            lo, hi = _q_profile_prepared(
-                yi, vi, m, k, level=level, tau2=fit.tau2, tol=tol, maxiter=maxiter
-            )
+            ci = _q_profile_prepared(
+                yi, vi, m, k, level=level, tau2=fit.tau2, tol=tol, maxiter=maxiter,
+                max_tau2=max_tau2, scaled=s,
+            )  # fmt: skip
+            lo, hi = ci
             ci_ok = ~(np.isnan(lo) | np.isnan(hi)) | (k < 2)
+            flags = (ci.low_found, ci.high_found, ci.low_at_limit, ci.high_at_limit)
         bounds = heterogeneity_bounds(lo, hi, out["vt"])
         out.update(
             tau2_ci_low=lo,
@@ -117,5 +136,32 @@ def fit_batch(
             h2_ci_low=bounds.h2_low,
             h2_ci_high=bounds.h2_high,
             ci_converged=ci_ok,
+            ci_low_found=flags[0],
+            ci_high_found=flags[1],
+            ci_low_at_limit=flags[2],
+            ci_high_at_limit=flags[3],
         )
+    return out
+
+
+def _scaled_statistics(y, v, m, k, tau2, method, s):
+    """se_tau2 and the fit statistics on the rescaled problem, mapped back to yi's units.
+
+    With yi -> (yi - c) / s, vi -> vi / s², tau² -> tau² / s²: se_tau2 scales by s², the
+    (restricted) log-likelihood shifts by -(k - 1) log s (REML) or -k log s, AIC/BIC/AICc by
+    -2 times that, the REML deviance (-2 logLik) likewise; the ML deviance is scale free.
+    ``y``, ``v`` are the normalized problem and ``s`` its scale.
+    """
+    s2 = s * s
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = tau2 / s2
+        out = {"se_tau2": se_tau2(y, v, t, method, m=m, k=k) * s2}
+    fs = fit_statistics(y, v, t, method, m=m, k=k)
+    shift = -((k - 1.0) if method == "REML" else k) * np.log(s)
+    fs["loglik"] = fs["loglik"] + shift
+    for key in ("aic", "bic", "aicc"):
+        fs[key] = fs[key] - 2.0 * shift
+    if method == "REML":
+        fs["deviance"] = fs["deviance"] - 2.0 * shift
+    out.update(fs)
     return out

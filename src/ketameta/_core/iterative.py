@@ -126,7 +126,7 @@ def _score_steps(y, v, mm, t, reml):
         return twice_score / expected, twice_score / observed, observed
 
 
-def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000):
+def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000, upper=None):
     """ML/REML tau² by metafor's Fisher scoring, finished with Newton steps; vectorised.
 
     Each problem starts at ``start`` (metafor: max(0, HE)) and takes Fisher-scoring steps
@@ -141,10 +141,14 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000):
     scoring algorithm did not converge"). Each halved step at least halves tau², so a
     problem whose maximum is at the boundary reaches ~tol in a few dozen steps (metafor's own
     path); a result below ``100 * tol`` with a score <= 0 at tau² = 0 is then set to exactly 0.
+    ``upper`` (see :func:`score_root_upper`) bounds every stationary point: a step that would
+    pass it (or is infinite) goes half-way to it instead, so no iterate is ever infinite. A
+    problem whose step is NaN (score or information not finite) stops with
+    ``converged = False`` before ``maxiter``; the caller falls back to a bracketed root.
     Returns ``(tau2, converged, iterations)`` shaped like ``start``.
     """
     shape = yi.shape[:-1]
-    n, (y, v, mm), (t,) = _flatten(yi, vi, m, start)
+    n, (y, v, mm), (t, up) = _flatten(yi, vi, m, start, upper)
     yf, vf, mf = y, v, mm
     tau2 = t.copy()
     iterations = np.zeros(n, dtype=np.int64)
@@ -156,7 +160,8 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000):
         if idx.size == 0:
             break
         adj, newton, observed = _score_steps(y, v, mm, t, reml)
-        adj = np.where(np.isnan(adj), 0.0, adj)
+        failed = np.isnan(adj)
+        adj = np.where(failed, 0.0, adj)
         lo = np.where(adj > 0, np.maximum(lo, t), lo)
         hi = np.where(adj < 0, np.minimum(hi, t), hi)
         newton_ok = (observed > 0) & (t + newton >= 0)
@@ -175,17 +180,22 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000):
             n_in = newton_ok & (t + newton > lo) & (t + newton < hi)
             safe = np.where(n_in, t + newton, np.where(f_in, t + fisher, 0.5 * (lo + hi)))
             new = np.where(bracket, safe, new)
+        if up is not None:
+            over = ~(new <= up)  # past every stationary point, infinite or NaN
+            if over.any():
+                new = np.where(over, 0.5 * (t + up), new)
         change = np.abs(new - t)
         t = new
         scale = tol * np.maximum(t, 1.0)
-        done = (change <= scale) | (bracket & (hi - lo <= scale))
+        done = (change <= scale) | (bracket & (hi - lo <= scale)) | failed
         if done.any():
             tau2[idx[done]] = t[done]
-            converged[idx[done]] = True
+            converged[idx[done & ~failed]] = True
             iterations[idx[done]] = it
             keep = ~done
             idx = idx[keep]
             y, v, mm, t, lo, hi = _take([y, v, mm, t, lo, hi], keep)
+            up = None if up is None else up[keep]
     tau2[idx] = t
     iterations[idx] = maxiter
     tiny = converged & (tau2 > 0) & (tau2 <= 100.0 * tol)
@@ -194,6 +204,122 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000):
         score0 = _score_steps(*_take([yf, vf, mf], sel), np.zeros(sel.size), reml)[0]
         tau2[sel[score0 <= 0]] = 0.0
     return tau2.reshape(shape), converged.reshape(shape), iterations.reshape(shape)
+
+
+def score_root_upper(y, v, mm, reml):
+    """An upper bound on every stationary point of the (restricted) likelihood in tau².
+
+    With R the range of the yi, every residual about a weighted mean has |e| <= R. ML: the
+    score sum w (w e² - 1) is negative once tau² >= R². REML: y'PPy <= R² w_max sum w and
+    tr P >= sum w - w_max; for tau² >= 2 max vi, w_max / sum w <= 3 / (2k) <= 3/4, so the score
+    is negative once also tau² > 4 R². Returned with a 1% margin (at least 1e-300).
+    """
+    if mm is None:
+        r = y.max(axis=-1) - y.min(axis=-1)
+        vmax = v.max(axis=-1)
+    else:
+        on = mm > 0
+        r = np.where(on, y, -np.inf).max(axis=-1) - np.where(on, y, np.inf).min(axis=-1)
+        vmax = np.where(on, v, 0.0).max(axis=-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = np.maximum(2.0 * vmax, 4.0 * r * r) if reml else r * r
+        return np.maximum(1.01 * bound, 1e-300)
+
+
+def scan_score(yi, vi, m, reml, upper, *, per_decade=3, min_points=12, max_points=96):
+    """The sign pattern of the score on a grid, to find every local maximum.
+
+    For each problem: tau² = 0 and a geometric grid from 0.1 min(vi) to ``upper`` (a bound
+    on the stationary points, :func:`score_root_upper`), ``per_decade`` points a decade
+    (between ``min_points`` and ``max_points``, the same count for the whole batch). Below
+    0.1 min(vi) every weight changes by less than 10%, so the score is nearly linear there and
+    cannot turn twice. Returns ``(grid, score)`` shaped ``(n, G + 1)`` (score: twice the
+    score, from moment sums by batched matrix products, fine for its sign on the centred and
+    scaled problems of :func:`ketameta._core.arrays.normalize`): a local maximum of the
+    likelihood lies in each interval ``[grid[j], grid[j + 1]]`` where the score goes from
+    > 0 to <= 0. Works in row chunks so memory stays ~ 16 MB.
+    """
+    n, (y, v, mm), (up,) = _flatten(yi, vi, m, upper)
+    k = y.shape[-1]
+    vmin = v.min(axis=-1) if mm is None else np.where(mm > 0, v, np.inf).min(axis=-1)
+    low = np.minimum(0.1 * vmin, 1e-3 * up)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        decades = np.log10(up / low)
+    decades = decades[np.isfinite(decades)]
+    widest = float(decades.max()) if decades.size else 1.0
+    g = int(np.clip(np.ceil(per_decade * widest) + 1, min_points, max_points))
+    frac = np.linspace(0.0, 1.0, g)
+    grid = np.empty((n, g + 1))
+    grid[:, 0] = 0.0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        grid[:, 1:] = low[:, None] * (up / low)[:, None] ** frac
+    ones = np.ones(y.shape) if mm is None else mm
+    moments = np.stack([ones, y, y * y], axis=-1)  # (n, k, 3): sums of w^p, w^p y, w^p y²
+    score = np.empty((n, g + 1))
+    step = max(1, 1_000_000 // max(1, (g + 1) * k))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            w = np.add(v[a:b, None, :], grid[a:b, :, None])
+            np.reciprocal(w, out=w)  # in place: ~3x faster than 1 / (v + t)
+            mom = moments[a:b]  # masked-out studies have zero moments: no mask product
+            s1 = np.matmul(w, mom[..., :2])  # sum w, sum w y
+            np.multiply(w, w, out=w)
+            s2 = np.matmul(w, mom)  # sum w², sum w² y, sum w² y²
+            sw = s1[..., 0]
+            mu = s1[..., 1] / sw
+            sw2 = s2[..., 0]
+            ypp = s2[..., 2] - mu * (2.0 * s2[..., 1] - mu * sw2)
+            score[a:b] = ypp - (sw - sw2 / sw) if reml else ypp - sw
+    return grid, score
+
+
+def bracketed_score_root(yi, vi, m, lo, hi, *, reml, tol=1e-12, maxiter=1000):
+    """A root of the ML/REML score inside ``[lo, hi]`` (score > 0 at lo, <= 0 at hi); vectorised.
+
+    Safeguarded Newton: the Newton step (observed information), else the Fisher step, if it
+    lands strictly inside the current bracket, else bisection (geometric while the bracket
+    spans more than a factor of 4). Every iterate is finite; a problem stops when the step or
+    the bracket is at most ``tol * max(1, tau²)`` or the score is exactly 0. Returns
+    ``(tau2, converged, iterations)``, flat arrays of length n.
+    """
+    n, (y, v, mm), (lo, hi) = _flatten(yi, vi, m, lo, hi)
+    lo, hi = lo.copy(), hi.copy()
+    tau2 = 0.5 * (lo + hi)
+    converged = np.zeros(n, dtype=bool)
+    iterations = np.full(n, maxiter, dtype=np.int64)
+    idx = np.arange(n)
+
+    def middle(a, b):
+        with np.errstate(invalid="ignore"):
+            geo = np.where(a > 0, np.sqrt(a * b), 0.125 * b)
+        return np.where(b > 4.0 * a, geo, 0.5 * (a + b))
+
+    t = middle(lo, hi)
+    for it in range(1, maxiter + 1):
+        if idx.size == 0:
+            break
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            fisher, newton, observed = _score_steps(y, v, mm, t, reml)
+        right = ~(fisher <= 0)  # positive score (or NaN: tiny tau² with huge weights)
+        lo = np.where(right, t, lo)
+        hi = np.where(right, hi, t)
+        with np.errstate(invalid="ignore"):
+            n_in = (observed > 0) & (t + newton > lo) & (t + newton < hi)
+            f_in = (t + fisher > lo) & (t + fisher < hi)
+        new = np.where(n_in, t + newton, np.where(f_in, t + fisher, middle(lo, hi)))
+        scale = tol * np.maximum(new, 1.0)
+        done = (np.abs(new - t) <= scale) | (hi - lo <= scale) | (fisher == 0)
+        t = np.where(fisher == 0, t, new)
+        if done.any():
+            tau2[idx[done]] = t[done]
+            converged[idx[done]] = True
+            iterations[idx[done]] = it
+            keep = ~done
+            idx = idx[keep]
+            y, v, mm, t, lo, hi = _take([y, v, mm, t, lo, hi], keep)
+    tau2[idx] = t
+    return tau2, converged, iterations
 
 
 def _dlit_h(y, v, mm, k, t):

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 from scipy import special
 
-from ketameta._core.arrays import prepare, vdot, weighted_residuals, weights
+from ketameta._core.arrays import normalize, prepare, vdot, weighted_residuals, weights
 from ketameta._core.tau2 import COMMON_METHODS
 
 Test = Literal["z", "knha"]
@@ -38,8 +38,17 @@ def heterogeneity(yi, vi, m, k):
     """Cochran's Q (weights 1/vi), its df and p-value, and metafor's typical variance vt.
 
     vt = (k - 1) / (sum w - sum w² / sum w) with w = 1/vi; for k = 1 metafor sets Q = 0,
-    p = 1 and vt = 0. Returns ``(q, q_df, q_pvalue, vt)``.
+    p = 1 and vt = 0. Computed on the centred and rescaled problem
+    (:func:`ketameta._core.arrays.normalize`), so Q is finite wherever its value is a float.
+    Returns ``(q, q_df, q_pvalue, vt)``.
     """
+    y, v, _, s = normalize(yi, vi, m)
+    q, q_df, q_p, vt = _heterogeneity_scaled(y, v, m, k)
+    with np.errstate(over="ignore"):
+        return q, q_df, q_p, vt * s * s
+
+
+def _heterogeneity_scaled(yi, vi, m, k):
     w = weights(vi, 0.0, m)
     sw, _, e = weighted_residuals(yi, w)
     q = np.maximum(vdot(w * e, e), 0.0)
@@ -113,11 +122,25 @@ def pool(
     return _pool_prepared(yi, vi, m, k, tau2, test=test, level=level, method=method)
 
 
-def _pool_prepared(yi, vi, m, k, tau2, *, test, level, method) -> dict[str, np.ndarray]:
-    """:func:`pool` on the output of :func:`ketameta._core.arrays.prepare` (options checked)."""
-    tau2 = np.asarray(tau2, dtype=np.float64)
+def _pool_prepared(
+    yi, vi, m, k, tau2, *, test, level, method, scaled=None
+) -> dict[str, np.ndarray]:
+    """:func:`pool` on the output of :func:`ketameta._core.arrays.prepare` (options checked).
+
+    Computed on the centred and rescaled problem of :func:`ketameta._core.arrays.normalize`
+    (yi -> (yi - c) / s, vi -> vi / s², tau² -> tau² / s²) and mapped back: estimates and
+    bounds are c + s x, standard errors s x, vt s² x; Q, I², H² and the weights are scale
+    free. Nothing overflows for yi ~ 1e±300 or vi ~ 1e±300 unless the result itself does.
+    ``scaled=(c, s)`` says that yi, vi are already normalized (tau² is still in yi's units).
+    """
+    yi, vi, c, s = normalize(yi, vi, m) if scaled is None else (yi, vi, *scaled)
+    s2 = s * s
+    with np.errstate(over="ignore", invalid="ignore"):
+        tau2 = np.asarray(tau2, dtype=np.float64) / s2
     w = weights(vi, tau2, m)
     sw, est, e = weighted_residuals(yi, w)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        uncentred = c / s + est  # the estimate in the scaled units, for the test statistic
     var = 1.0 / sw
     if test == "knha":
         rss = vdot(w * e, e)
@@ -129,18 +152,19 @@ def _pool_prepared(yi, vi, m, k, tau2, *, test, level, method) -> dict[str, np.n
         se = np.sqrt(var)
         crit = np.where(single, critical_values(level), critical_values(level, df))
         with np.errstate(invalid="ignore", divide="ignore"):
-            stat = est / se
+            stat = uncentred / se
             p_t = 2.0 * special.stdtr(np.where(single, 1.0, df), -np.abs(stat))
             pval = np.where(single, 2.0 * special.ndtr(-np.abs(stat)), p_t)
     else:
         df = np.full(est.shape, np.nan)
         se = np.sqrt(var)
         crit = critical_values(level)
-        stat = est / se
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            stat = uncentred / se
         pval = 2.0 * special.ndtr(-np.abs(stat))
     half = crit * se
     pi_half = crit * np.sqrt(var + tau2)
-    q, q_df, q_p, vt = heterogeneity(yi, vi, m, k)
+    q, q_df, q_p, vt = _heterogeneity_scaled(yi, vi, m, k)
     with np.errstate(invalid="ignore", divide="ignore"):
         if method is not None and method in COMMON_METHODS:
             i2 = np.maximum(0.0, 100.0 * (q - q_df) / q)
@@ -152,16 +176,19 @@ def _pool_prepared(yi, vi, m, k, tau2, *, test, level, method) -> dict[str, np.n
         single = k <= 1
         i2 = np.where(single, 0.0, i2)
         h2 = np.where(single, 1.0, h2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        est_0 = c + s * est
+        half, pi_half, se, vt = s * half, s * pi_half, s * se, s2 * vt
     return {
         "k": k,
-        "estimate": est,
+        "estimate": est_0,
         "se": se,
         "statistic": stat,
         "pvalue": pval,
-        "ci_low": est - half,
-        "ci_high": est + half,
-        "pi_low": est - pi_half,
-        "pi_high": est + pi_half,
+        "ci_low": est_0 - half,
+        "ci_high": est_0 + half,
+        "pi_low": est_0 - pi_half,
+        "pi_high": est_0 + pi_half,
         "df": df,
         "weights": 100.0 * w / sw[..., None],
         "q": q,
