@@ -28,6 +28,7 @@ from ketameta.exceptions import (
 from ketameta.review import questions as analyses
 from ketameta.review.published import load_published
 from ketameta.review.studies import load_screening, load_studies, validate_studies
+from ketameta.synthesis.bayes import BayesResult, meta_bayes
 from ketameta.synthesis.bias import begg_test, egger_test, fail_safe_n, pet_peese, trim_and_fill
 from ketameta.synthesis.binary import BinaryResult, meta_mh, meta_peto
 from ketameta.synthesis.effects import escalc
@@ -54,6 +55,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchResult",
+    "BayesResult",
     "BinaryResult",
     "ConvergenceWarning",
     "DataValidationError",
@@ -85,6 +87,7 @@ __all__ = [
     "load_published",
     "meta",
     "meta_batch",
+    "meta_bayes",
     "meta_mh",
     "meta_peto",
     "metareg",

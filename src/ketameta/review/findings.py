@@ -123,6 +123,41 @@ def typical_madrs_sd(data: pd.DataFrame | None) -> float:
     return float(sds.median()) if len(sds) else float("nan")
 
 
+BAYES_MAX_STUDIES = 5  # pools this small also get a Bayesian result, with two other priors
+BAYES_PRIORS = {
+    # (name, scale) for SMD and for log risk ratios: the main prior, then two for sensitivity
+    "SMD": (("half-normal", 0.5), ("half-cauchy", 0.5), ("half-normal", 1.0)),
+    "RR": (("half-normal", 0.5), ("half-cauchy", 0.5), ("turner", None)),
+}
+
+
+def bayes_note(result: Any, n_studies: int) -> str:
+    """For a pool of 2 to `BAYES_MAX_STUDIES` studies: the posterior median of mu with its 95%
+    interval under the main prior, and under two other priors (a prior-sensitivity line)."""
+    from ketameta.synthesis.bayes import meta_bayes
+
+    if not 2 <= n_studies <= BAYES_MAX_STUDIES:
+        return ""
+    ratio = (result.measure or "") in ("RR", "OR")
+    parts = []
+    for name, scale in BAYES_PRIORS["RR" if ratio else "SMD"]:
+        b = meta_bayes(result.yi, result.vi, tau_prior=name, tau_scale=scale or 0.5)
+        if not math.isfinite(b.estimate):
+            parts.append(f"not computable with a {b.prior} prior on tau")
+            continue
+        if ratio:
+            text = f"{ratio_of(b.estimate)} {ratio_interval(b.ci_low, b.ci_high)}"
+        else:
+            text = f"{num(b.estimate)} {interval(b.ci_low, b.ci_high)}"
+        parts.append(f"{text} with a {b.prior} prior on tau")
+    main, *others = parts
+    return f"Bayesian: {main} (other priors: {'; '.join(others)})"
+
+
+def ratio_of(log_value: float) -> str:
+    return ratio(log_value)
+
+
 def small_k_note(result: Any, n_studies: int) -> str:
     if not (SMALL_K[0] <= n_studies <= SMALL_K[1]) or result.test != "knha":
         return ""
@@ -134,9 +169,10 @@ def small_k_note(result: Any, n_studies: int) -> str:
         z_ci = ratio_interval(z.ci_low, z.ci_high)
     else:
         z_ci = interval(z.ci_low, z.ci_high)
+    bayes = bayes_note(result, n_studies)
     return (
         f"only {n_studies} studies: the Hartung-Knapp interval is wide by design; "
-        f"with a z test the 95% CI is {z_ci}"
+        f"with a z test the 95% CI is {z_ci}" + (f"; {bayes}" if bayes else "")
     )
 
 
