@@ -28,6 +28,7 @@ from ketameta._core.regression import (
     tau2_mods,
 )
 from ketameta.exceptions import ConvergenceWarning, DataValidationError, ExcludedStudyWarning
+from ketameta.synthesis import printing
 from ketameta.synthesis.results import ResultMixin
 
 COMPARE_TOL = math.sqrt(np.finfo(float).eps)  # ties in permutation statistics, as metafor
@@ -49,9 +50,13 @@ class PermutationResult(ResultMixin):
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class MetaRegResult(ResultMixin):
-    """A fitted mixed-effects meta-regression."""
+    """A fitted mixed-effects meta-regression; ``print(res)`` shows metafor's ``print.rma``.
+
+    ``measure`` comes from ``data.attrs`` (escalc's; None otherwise): ratio measures stay on
+    the log scale. ``se_tau2`` is metafor's se.tau2 (REML, ML, DL, PM; NaN otherwise).
+    """
 
     coef: pd.DataFrame
     qm: float
@@ -71,6 +76,8 @@ class MetaRegResult(ResultMixin):
     level: float
     formula: str
     excluded: tuple[tuple[str, str], ...] = ()
+    measure: str | None = None
+    se_tau2: float = float("nan")
     yi: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     vi: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     X: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
@@ -78,13 +85,17 @@ class MetaRegResult(ResultMixin):
     _fit: dict = field(default=None, repr=False)  # type: ignore[assignment]
     _title = "Mixed-effects meta-regression"
 
-    def summary(self) -> pd.DataFrame:
-        """Coefficient table; the omnibus and residual tests are in ``attrs``."""
+    def summary(self, transform: str | None = None) -> pd.DataFrame:
+        """Coefficient table; the omnibus and residual tests are in ``attrs``.
+
+        ``transform="exp"`` (ratio measures): ``estimate``, ``ci_low``, ``ci_high`` become
+        ``exp_estimate``, ``exp_ci_low``, ``exp_ci_high`` and ``se`` becomes ``se_log``.
+        """
         out = self.coef.copy()
         out.attrs.update(
             qm=self.qm, qm_pvalue=self.qm_pvalue, qe=self.qe, tau2=self.tau2, i2=self.i2, r2=self.r2
         )
-        return out
+        return printing.apply_transform(out, self.measure, transform)
 
     def predict(self, newdata: pd.DataFrame) -> pd.DataFrame:
         """Predicted effects with CI and PI at new moderator values (``predict.rma``)."""
@@ -153,6 +164,25 @@ def _collinear_terms(X_df: pd.DataFrame) -> list[str]:
     _, sv, vt = np.linalg.svd(X)
     null = vt[np.sum(sv > sv[0] * max(X.shape) * np.finfo(float).eps) :]
     return [c for c, w in zip(X_df.columns, np.abs(null).max(axis=0), strict=True) if w > 1e-8]
+
+
+def _se_tau2(v: np.ndarray, X: np.ndarray, tau2: float, method: str) -> float:
+    """metafor's se.tau2 with moderators (REML, ML, DL, PM); NaN for the other estimators."""
+    k, p = X.shape
+    t = max(tau2, 0.0)
+    w = 1.0 / (v + (0.0 if method == "DL" else t))
+    wx = w[:, None] * X
+    P = np.diag(w) - wx @ np.linalg.solve(X.T @ wx, wx.T)
+    if method == "REML":
+        return float(np.sqrt(2.0 / np.sum(P * P)))
+    if method == "ML":
+        return float(np.sqrt(2.0 / np.sum(w * w)))
+    if method == "DL":
+        tr = np.trace(P)
+        return float(np.sqrt(2.0 * (k - p) + 4.0 * t * tr + 2.0 * t * t * np.sum(P * P)) / tr)
+    if method == "PM":
+        return float(np.sqrt(2.0 * k * k / (k - p)) / np.sum(w))
+    return float("nan")
 
 
 def metareg(
@@ -311,6 +341,8 @@ def metareg(
         level=level,
         formula=mods,
         excluded=tuple(excluded),
+        measure=data.attrs.get("measure"),
+        se_tau2=_se_tau2(v, X, tau2, method),
         yi=y,
         vi=v,
         X=X,

@@ -7,7 +7,6 @@ shows that table through ``_repr_html_``. Results never recompute; plots and tab
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,12 +14,16 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from ketameta.synthesis import printing
+
 
 class ResultMixin:
     """Display helpers shared by every result class.
 
-    A subclass defines ``summary() -> pandas.DataFrame``; this mixin turns it into HTML for
-    Jupyter and into plain text for ``print``.
+    A subclass defines ``summary() -> pandas.DataFrame``. ``str(res)`` (``print``) gives the
+    metafor-style block of :mod:`ketameta.synthesis.printing` (other results: the title and
+    the summary table), ``_repr_html_`` a formatted table for Jupyter, and ``repr(res)`` one
+    line for the classes that leave the dataclass repr off.
     """
 
     _title: str = "ketameta result"
@@ -28,13 +31,18 @@ class ResultMixin:
     def summary(self) -> pd.DataFrame:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
 
+    def text(self, **options: Any) -> str:
+        """The printed block with options (``digits=4``, ``signif_stars``), as ``print.rma``."""
+        return printing.to_text(self, **options)
+
     def _repr_html_(self) -> str:
-        table = self.summary().to_html(float_format=lambda x: f"{x:.4g}", border=0)
-        return f"<div><strong>{html.escape(self._title)}</strong>{table}</div>"
+        return printing.to_html(self)
 
     def __str__(self) -> str:
-        with pd.option_context("display.width", 120, "display.max_columns", 30):
-            return f"{self._title}\n{self.summary().to_string()}"
+        return printing.to_text(self)
+
+    def __repr__(self) -> str:
+        return printing.short_repr(self)
 
 
 class StudyRowsMixin:
@@ -73,7 +81,7 @@ class StudyRowsMixin:
         return forest(self, **kwargs)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class MetaResult(StudyRowsMixin, ResultMixin):
     """A fitted common-effect or random-effects meta-analysis (metafor's ``rma.uni`` record).
 
@@ -146,12 +154,23 @@ class MetaResult(StudyRowsMixin, ResultMixin):
 
     _title = "Meta-analysis"
 
-    def summary(self) -> pd.DataFrame:
+    def summary(self, transform: str | None = None) -> pd.DataFrame:
         """One-row DataFrame: pooled estimate, its test and intervals, and heterogeneity.
 
-        Columns: ``k, estimate, se, statistic, pvalue, ci_low, ci_high, pi_low, pi_high, tau2,
-        tau2_ci_low, tau2_ci_high, tau, i2`` (percent), ``i2_ci_low, i2_ci_high, h2, q, q_df,
-        q_pvalue, method, test``. The index holds the measure (or "estimate").
+        Parameters
+        ----------
+        transform : {None, "exp"}
+            None: the numbers as stored (log scale for RR, OR, ROM, PETO). ``"exp"`` (ratio
+            measures only): ``estimate``, ``ci_low``, ``ci_high``, ``pi_low``, ``pi_high``
+            replaced by ``exp_estimate``, ``exp_ci_low``, ... and ``se`` renamed ``se_log``
+            (see :func:`ketameta.synthesis.printing.apply_transform`).
+
+        Returns
+        -------
+        DataFrame
+            Columns ``k, estimate, se, statistic, pvalue, ci_low, ci_high, pi_low, pi_high,
+            tau2, tau2_ci_low, tau2_ci_high, tau, i2`` (percent), ``i2_ci_low, i2_ci_high, h2,
+            q, q_df, q_pvalue, method, test``. The index holds the measure (or "estimate").
         """
         row = {
             "k": self.k,
@@ -177,10 +196,11 @@ class MetaResult(StudyRowsMixin, ResultMixin):
             "method": self.method,
             "test": self.test,
         }
-        return pd.DataFrame([row], index=[self.measure or "estimate"])
+        table = pd.DataFrame([row], index=[self.measure or "estimate"])
+        return printing.apply_transform(table, self.measure, transform)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class BatchResult(ResultMixin):
     """Many meta-analyses fitted at once (``meta_batch``): one array entry per analysis.
 
@@ -249,7 +269,7 @@ class BatchResult(ResultMixin):
 _RATIO = ("OR", "RR", "PETO")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class BinaryResult(StudyRowsMixin, ResultMixin):
     """A Mantel-Haenszel or Peto common-effect result (metafor's ``rma.mh``/``rma.peto`` record).
 
@@ -340,11 +360,13 @@ class BinaryResult(StudyRowsMixin, ResultMixin):
         """``exp(ci_high)`` for ratio measures; None for RD."""
         return self._exp(self.ci_high)
 
-    def summary(self) -> pd.DataFrame:
+    def summary(self, transform: str | None = None) -> pd.DataFrame:
         """One row: the pooled estimate, its test, Q/I²/H² and the OR tests.
 
         ``scale`` says how ``estimate`` is expressed ("log" for OR, RR and Peto, "identity" for
-        RD); ratio measures add ``exp_estimate``, ``exp_ci_low``, ``exp_ci_high``.
+        RD); ratio measures add ``exp_estimate``, ``exp_ci_low``, ``exp_ci_high``. With
+        ``transform="exp"`` (ratio measures) the log-scale ``estimate``/``ci_*`` columns give
+        way to the ``exp_*`` ones, ``se`` is renamed ``se_log`` and ``scale`` reads "exp".
         """
         row: dict[str, Any] = {
             "method": self.method,
@@ -372,4 +394,5 @@ class BinaryResult(StudyRowsMixin, ResultMixin):
                 tarone=self.tarone,
                 tarone_pvalue=self.tarone_pvalue,
             )
-        return pd.DataFrame([row], index=["estimate"])
+        table = pd.DataFrame([row], index=["estimate"])
+        return printing.apply_transform(table, self.measure, transform)

@@ -38,8 +38,8 @@ class SubgroupTest:
 class SubgroupResult(ResultMixin):
     """Per-level pooled results and the tests for subgroup differences.
 
-    ``print(res)`` shows the per-level model results (and, for ratio measures, their exp()),
-    the heterogeneity per level and both tests (:func:`ketameta.synthesis.printing.format_subgroup`).
+    ``print(res)`` shows the per-level model results (for ratio measures also their exp()),
+    the heterogeneity per level and both tests (`ketameta.synthesis.printing.format_subgroup`).
     """
 
     by: str
