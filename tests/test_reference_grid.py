@@ -36,6 +36,16 @@ EXPECTED_CASES = {
     "vcalc_rho",
     "vcalc_shared_control",
     "vcalc_timepoints",
+    "dlit_bcg",
+    "hc_bcg",
+    "mh_zero_events",
+    "regtest_binary",
+    "rma_test_t_adhoc",
+    "selmodel_baskerville2012",
+    "selmodel_bcg",
+    "selmodel_hackshaw1998",
+    "smdh_versions",
+    "tes_bcg",
 }
 
 
