@@ -1,18 +1,31 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 3. The two questions: psychotherapy and route
 # Controlled comparisons, direct comparisons (therapy added to ketamine) and single-arm
-# studies are kept apart; each record left out is listed with its reason.
+# studies are kept apart; each record left out is listed with its reason. Each named analysis
+# warns once, counting the records it did not use by reason; `excluded_table()` lists them all
+# (record, study, reason).
 
 # %%
-import warnings
-
 import ketameta as km
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    route = km.analyses.route()
-    therapy = km.analyses.psychotherapy()
-
+route = km.analyses.route()
+therapy = km.analyses.psychotherapy()
 route.summary()
 
 # %%
@@ -22,7 +35,10 @@ route.controlled.tests()
 therapy.summary()
 
 # %%
-therapy.notes, therapy.excluded[:5]
+therapy.notes
+
+# %%
+therapy.excluded_table()
 
 # %%
 route.controlled.plot_forest(title="Intravenous vs intranasal")
@@ -35,9 +51,7 @@ route.controlled.plot_forest(title="Intravenous vs intranasal")
 # %%
 from ketameta.review.questions import Settings
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    response = km.analyses.route(settings=Settings(outcome="response", measure="RR"))
+response = km.analyses.route(settings=Settings(outcome="response", measure="RR"))
 response.effects[["label", "events1", "n1", "events2", "n2", "yi", "vi"]]
 
 # %%

@@ -1,14 +1,26 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
 # %% [markdown]
 # # 4. Sensitivity and small-study bias
 
 # %%
-import warnings
-
 import ketameta as km
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    overall = km.analyses.overall().controlled
+overall = km.analyses.overall().controlled
 
 km.leave_one_out(overall)
 

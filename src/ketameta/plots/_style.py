@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,22 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def save(fig: Figure, path: str | Path, *, dpi: int = 150) -> Path:
+PNG_DPI = 150  # what `save` and the notebook display use, so both give the same bytes
+
+# what would vary between two saves of one figure, left out per format
+_METADATA = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
+}
+
+
+def _write(fig: Figure, target: Any, fmt: str, dpi: int) -> None:
+    with style_context():
+        fig.savefig(target, format=fmt, dpi=dpi, metadata=_METADATA[fmt], bbox_inches="tight")
+
+
+def save(fig: Figure, path: str | Path, *, dpi: int = PNG_DPI) -> Path:
     """Save a figure to PNG, SVG or PDF (by suffix) so that saving it twice gives identical bytes.
 
     What would vary is left out or fixed: PNG without the "Software" text chunk, SVG without
@@ -132,13 +148,34 @@ def save(fig: Figure, path: str | Path, *, dpi: int = 150) -> Path:
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    metadata = {
-        ".png": {"Software": None},
-        ".svg": {"Date": None, "Creator": None},
-        ".pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None},
-    }.get(suffix)
-    if metadata is None:
+    if suffix.lstrip(".") not in _METADATA:
         raise ValueError(f"path: unsupported file type {suffix!r}; use .png, .svg or .pdf")
-    with style_context():
-        fig.savefig(path, dpi=dpi, metadata=metadata, bbox_inches="tight")
+    _write(fig, path, suffix.lstrip("."), dpi)
     return path
+
+
+def png_bytes(fig: Figure, *, dpi: int = PNG_DPI) -> bytes:
+    """The PNG that `save` would write for ``fig``, as bytes (identical on every call)."""
+    buffer = io.BytesIO()
+    _write(fig, buffer, "png", dpi)
+    return buffer.getvalue()
+
+
+class KetametaFigure(Figure):
+    """The `matplotlib.figure.Figure` every ketameta plot returns, shown inline by Jupyter.
+
+    ketameta builds figures without pyplot (no global state, no GUI window), and a bare
+    ``Figure`` is displayed by Jupyter as the text ``<Figure size ...>`` unless a
+    ``%matplotlib`` magic is active. This subclass adds ``_repr_png_``: the last expression of a
+    cell, e.g. ``res.plot_forest()``, is displayed as the PNG that `save` writes (the same bytes),
+    with no magic and no pyplot. Everything else is the plain matplotlib Figure.
+
+    Examples
+    --------
+    >>> fig = KetametaFigure(figsize=(2, 1)); _ = fig.add_subplot().plot([0, 1])
+    >>> fig._repr_png_()[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+    True
+    """
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self)

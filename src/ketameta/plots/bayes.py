@@ -11,7 +11,14 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 
-from ketameta.plots._style import fmt, is_ratio, measure_names, set_ratio_axis, style_context
+from ketameta.plots._style import (
+    KetametaFigure,
+    fmt,
+    is_ratio,
+    measure_names,
+    set_ratio_axis,
+    style_context,
+)
 
 INK = "#222222"
 POSTERIOR = "#1f4e79"
@@ -56,7 +63,7 @@ def bayes_forest(result: Any, *, title: str | None = None, digits: int = 2) -> F
     lo, hi = float(np.min(lows)), float(np.max(highs))
     pad = 0.05 * (hi - lo or 1.0)
     with style_context():
-        fig = Figure(figsize=(8.0, height))
+        fig = KetametaFigure(figsize=(8.0, height))
         ax = fig.add_axes((0.30, 0.9 / height, 0.42, 1 - 1.3 / height))
         right = fig.add_axes((0.74, 0.9 / height, 0.25, 1 - 1.3 / height))
         right.set_axis_off()
@@ -87,6 +94,7 @@ def bayes_forest(result: Any, *, title: str | None = None, digits: int = 2) -> F
         yp = y[k + 2]
         ax.plot(tf([result.pi_low, result.pi_high]), [yp, yp], color=POSTERIOR, lw=2.5,
                 gid="predictive")  # fmt: skip
+
         def show(value: float) -> str:
             return fmt(float(tf(value)), digits)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ketameta.plots._style import style_context
+from ketameta.plots._style import KetametaFigure, style_context
 
 
 def estimates_plot(
@@ -30,7 +30,7 @@ def estimates_plot(
     """
     n = len(table)
     with style_context():
-        fig = Figure(figsize=(7.5, 0.3 * n + 1.4))
+        fig = KetametaFigure(figsize=(7.5, 0.3 * n + 1.4))
         ax = fig.add_subplot()
         y = np.arange(n, 0, -1)
         for yy, (_, row) in zip(y, table.iterrows(), strict=True):
@@ -51,7 +51,7 @@ def estimates_plot(
 def baujat_plot(table: pd.DataFrame, *, title: str = "Baujat plot") -> Figure:
     """Contribution to Q (x) against influence on the pooled estimate (y), labelled by study."""
     with style_context():
-        fig = Figure(figsize=(6.0, 5.0))
+        fig = KetametaFigure(figsize=(6.0, 5.0))
         ax = fig.add_subplot()
         ax.scatter(table["x"], table["y"], color="#1f4e79", gid="studies")
         for label, row in table.iterrows():
@@ -72,7 +72,7 @@ def baujat_plot(table: pd.DataFrame, *, title: str = "Baujat plot") -> Figure:
 def gosh_plot(table: pd.DataFrame, *, title: str = "GOSH plot") -> Figure:
     """Pooled estimate against I² for every subset (hexbin density for many subsets)."""
     with style_context():
-        fig = Figure(figsize=(6.0, 5.0))
+        fig = KetametaFigure(figsize=(6.0, 5.0))
         ax = fig.add_subplot()
         ok = table["k"] > 1
         if ok.sum() > 2000:
@@ -118,7 +118,7 @@ def influence_panel(table: pd.DataFrame, *, title: str = "Influence diagnostics"
     flags = table["influential"].to_numpy(bool)
     x = np.arange(1, len(table) + 1)
     with style_context():
-        fig = Figure(figsize=(10.0, 5.5))
+        fig = KetametaFigure(figsize=(10.0, 5.5))
         axes = fig.subplots(2, 4)
         for ax, (column, label) in zip(axes.ravel(), INFLUENCE_PANELS, strict=True):
             values = table[column].to_numpy(float)

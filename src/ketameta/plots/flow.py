@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from ketameta.plots._style import FONT_FAMILY, FONT_SIZE, style_context
+from ketameta.plots._style import FONT_FAMILY, FONT_SIZE, KetametaFigure, style_context
 
 KEYS = (
     "identified",
@@ -181,7 +181,7 @@ def prisma_flow(
     top = MARGIN_IN + (TITLE_IN if title else 0.0)
     height = top + sum(heights) + DOWN_IN * (len(rows) - 1) + MARGIN_IN
     with style_context():
-        fig = Figure(figsize=(width, height))
+        fig = KetametaFigure(figsize=(width, height))
         ax = fig.add_axes((0, 0, 1, 1))
         ax.set_axis_off()
         ax.set_xlim(0, width)

@@ -32,6 +32,7 @@ from ketameta.plots._layout import (
 from ketameta.plots._style import (
     FONT_SIZE,
     SMALL_SIZE,
+    KetametaFigure,
     fmt,
     is_ratio,
     measure_names,
@@ -186,7 +187,7 @@ def forest(
     width = 2 * MARGIN_IN + left_w + plot_w + right_w + 4 * 0.18
     height = top + ROW_HEIGHT_IN * (n + 0.6) + BOTTOM_IN
     with style_context():
-        fig = Figure(figsize=(width, height))
+        fig = KetametaFigure(figsize=(width, height))
         x_plot = MARGIN_IN + left_w + 2 * 0.18
         x_right = x_plot + plot_w + 2 * 0.18
         axes = []

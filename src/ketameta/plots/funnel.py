@@ -13,7 +13,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from scipy import special
 
-from ketameta.plots._style import is_ratio, measure_names, set_ratio_axis, style_context
+from ketameta.plots._style import (
+    KetametaFigure,
+    is_ratio,
+    measure_names,
+    set_ratio_axis,
+    style_context,
+)
 
 # significance contours, from the null outwards: (p, shade of the band beyond it); inside the
 # innermost (p > 0.10) is white. Darker = more significant; the darkest still shows black dots.
@@ -103,7 +109,7 @@ def funnel(
     lims = (centre - half, centre + half)
     grid = np.linspace(0.0, se_max, 2)  # funnel edges are straight lines in (effect, se)
     with style_context():
-        fig = Figure(figsize=(width, height))
+        fig = KetametaFigure(figsize=(width, height))
         ax = fig.add_subplot()
         if ratio:
             ax.set_xscale("log")

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from ketameta.plots._style import FONT_SIZE, SMALL_SIZE, style_context
+from ketameta.plots._style import FONT_SIZE, SMALL_SIZE, KetametaFigure, style_context
 from ketameta.plots.flow import text_width_in
 
 # judgement -> (legend name, face colour, symbol, symbol colour); the order of the legend
@@ -218,7 +218,7 @@ def rob_traffic_light(
     domains_h = (0.25 + 0.18 * len(domain_lines)) if domain_lines else 0.0
     height = MARGIN_IN + head_in + max(rows_h, legend_h) + domains_h + MARGIN_IN
     with style_context():
-        fig = Figure(figsize=(width, height))
+        fig = KetametaFigure(figsize=(width, height))
         ax = fig.add_axes((0, 0, 1, 1))
         ax.set_axis_off()
         ax.set_xlim(0, width)
@@ -308,7 +308,7 @@ def rob_summary_bar(
     height = bottom + top + bar_in * len(shown) + 0.1
     total = sum(w)
     with style_context():
-        fig = Figure(figsize=(width, height))
+        fig = KetametaFigure(figsize=(width, height))
         x_ax = MARGIN_IN + label_w + 0.15
         ax = fig.add_axes(
             (x_ax / width, bottom / height, plot_w / width, (height - bottom - top) / height)

@@ -128,7 +128,17 @@ def read_effects(yi, vi, *, data=None, labels=None, caller: str = "meta()") -> E
             if not isinstance(col, str):
                 raise ValueError(f"With 'data', '{arg}' must be a column name, got {col!r}.")
             if col not in data.columns:
-                raise ValueError(f"'{arg}' column {col!r} is not in 'data'.")
+                if col == arg:  # the default name: these are not effect sizes yet
+                    hint = (
+                        " 'data' needs one row per study with its effect size and sampling "
+                        "variance: compute them first with km.escalc(measure, data=..., ...) from "
+                        "arm-level data (for the bundled studies table: "
+                        "km.analyses.prepare_effects(km.load_studies(), km.analyses.Settings())), "
+                        f"or pass {arg}= naming the column that holds them."
+                    )
+                else:
+                    hint = f" Its columns: {', '.join(map(str, data.columns[:20]))}."
+                raise ValueError(f"{caller}: '{arg}' column {col!r} is not in 'data'.{hint}")
         labs = labels_from_data(data, labels)
         y, text_y = numeric_column(data[ycol], "yi")
         v, text_v = numeric_column(data[vcol], "vi")
