@@ -239,12 +239,21 @@ def _weighted_rss(data, tau2):
     return float(np.sum(w * (y - X @ b) ** 2))
 
 
-def test_metareg_dlit_is_the_fixed_point_metafor_stops_short_of():
+def test_metareg_dlit_is_metafors_fixed_point_and_equals_meta_without_moderators():
+    from ketameta import meta
+
     data, expected = load_case("metareg_methods_bcg")
     res = metareg(data, "~ ablat + year", method="DLIT")
-    # the fixed point of the DLIT iteration solves y'Py = k - p: the PM root
-    close(res.tau2, expected["PM_z"]["tau2"], "PM")
-    assert _weighted_rss(data, res.tau2) == pytest.approx(res.k - 3, rel=1e-9)
-    # metafor 3.8.1 stops at a tau² that is not a fixed point (y'Py = 14.5 there, not 10)
-    stopped = expected["DLIT_z"]["tau2"]
-    assert abs(_weighted_rss(data, stopped) - (res.k - 3)) > 1.0
+    # metafor's update tau2 <- (y'Py - (k - p)) / tr P converges to 0.0727982800 at tight
+    # control; its fixed point is not the PM root
+    close(res.tau2, expected["DLIT_z"]["tau2"], "PM")
+    assert abs(res.tau2 - expected["PM_z"]["tau2"]) > 0.05
+    rss = _weighted_rss(data, res.tau2)
+    w = 1.0 / (data["vi"].to_numpy() + res.tau2)
+    X = np.column_stack([np.ones(len(data)), data["ablat"], data["year"]])
+    H = X @ np.linalg.solve(X.T @ (w[:, None] * X), X.T * w)
+    tr_p = float(np.sum(w) - np.trace(np.diag(w) @ H))
+    assert res.tau2 == pytest.approx((rss - (res.k - 3)) / tr_p, rel=1e-9)
+    # with no moderators the same estimator as meta(method="DLIT")
+    plain = meta(data["yi"], data["vi"], method="DLIT")
+    assert metareg(data, "~ 1", method="DLIT").tau2 == pytest.approx(plain.tau2, rel=1e-9)

@@ -14,9 +14,11 @@ moderators follow metafor's ``rma.uni`` (Raudenbush 2009; Viechtbauer 2005):
   which is metafor's starting value (the moderators do not enter it).
 * ``PM``/``MP``/``EB``: the root of ``y'P(tau²)y = k - p`` (bisection to the last bit); ``PMM``:
   the root of ``y'P(tau²)y`` = the median of chi²(k - p).
-* ``DLIT``/``SJIT``: the fixed points of metafor's iterations, which are the ``PM`` root (at a
-  fixed point ``y'Py = tr(P(V + tau²I)) = k - p``); returned exactly. metafor's DLIT iteration
-  with moderators creeps towards it and can stop far short (see ``docs/differences.md``).
+* ``SJIT``: the fixed point of metafor's iteration, which is the ``PM`` root (at a fixed point
+  ``y'Py = tr(P(V + tau²I)) = k - p``); returned exactly.
+* ``DLIT``: the fixed point of metafor's update ``tau² <- (y'P(tau²)y - (k - p)) / tr P(tau²)``,
+  i.e. the root of ``y'P(tau²)y - (k - p) - tau² tr P(tau²)`` (0 where that is negative at 0);
+  with no moderators this is `ketameta._core.tau2`'s DLIT. It is not the PM root.
 
 Everything is vectorised over a leading axis of problems (``X`` shaped (n, k, p)), which is
 what makes the permutation test fast; a single fit is the batch of one.
@@ -51,7 +53,7 @@ METHODS = (
     "DLIT",
     "SJIT",
 )
-PM_ROOTS = ("PM", "MP", "EB", "DLIT", "SJIT")  # estimators whose value is the PM root
+PM_ROOTS = ("PM", "MP", "EB", "SJIT")  # estimators whose value is the PM root
 
 
 def _projection(X: Array, w: Array) -> tuple[Array, Array]:
@@ -118,6 +120,8 @@ def tau2_mods_batch(
         return he, done
     if method in PM_ROOTS:
         return _pm_batch(y, v, X, tol, float(k - p)), done
+    if method == "DLIT":
+        return _pm_batch(y, v, X, tol, float(k - p), dlit=True), done
     if method == "PMM":
         return _pm_batch(y, v, X, tol, float(stats.chi2.ppf(0.5, k - p))), done
     if method not in ("ML", "REML"):
@@ -165,13 +169,18 @@ def tau2_mods_batch(
     return tau2, done
 
 
-def _pm_batch(y: Array, v: Array, X: Array, tol: float, target: float) -> Array:
-    """Root of ``y'P(tau²)y = target`` (decreasing in tau²) by vectorised bisection."""
+def _pm_batch(
+    y: Array, v: Array, X: Array, tol: float, target: float, *, dlit: bool = False
+) -> Array:
+    """Root of ``y'P(tau²)y = target`` (decreasing in tau²) by vectorised bisection; with
+    ``dlit``, of ``y'P(tau²)y - target - tau² tr P(tau²)`` (the DLIT fixed point)."""
     n, k, p = X.shape
 
     def excess(t: Array) -> Array:
-        Py, _, _, _ = _residual_parts(y, X, 1.0 / (v + t[:, None]))
-        return np.sum(y * Py, -1) - target
+        w = 1.0 / (v + t[:, None])
+        Py, _, wx, A = _residual_parts(y, X, w)
+        out = np.sum(y * Py, -1) - target
+        return out - t * _trace_p(w, wx, A) if dlit else out
 
     lo = np.zeros(n)
     positive = excess(lo) > 0
