@@ -46,6 +46,7 @@ EXPECTED_CASES = {
     "selmodel_hackshaw1998",
     "smdh_versions",
     "tes_bcg",
+    "che_review",
 }
 
 

@@ -313,6 +313,9 @@ def _labels(effects: pd.DataFrame) -> list[str]:
         prefix = os.path.commonprefix(same.tolist())
         if prefix and not prefix[-1].isspace() and prefix != arms[i]:
             prefix = prefix[: prefix.rfind(" ") + 1]  # cut at a word boundary
-        suffix = arms[i][len(prefix) :].strip(" ()") or arms[i]
+        suffix = arms[i][len(prefix) :].strip()
+        if suffix.startswith("(") and suffix.endswith(")") and suffix.count("(") == 1:
+            suffix = suffix[1:-1]
+        suffix = suffix.strip() or arms[i]
         labels.append(f"{base[i]} ({suffix})")
     return labels

@@ -302,6 +302,11 @@ def assemble(
                 confounded=confounding.get(name, ""),
             )
         )
+    from ketameta.review.che import che
+    from ketameta.review.report.che_section import che_section
+
+    say("dependent effects (CHE model)")
+    che_html = che_section(che(studies, settings), results["overall"], tables)
     binary_verdicts = {
         a.name: subgroup_verdict(
             a.controlled, by="route", by_words="route", level_words=syntheses.LEVEL_WORDS
@@ -366,6 +371,7 @@ def assemble(
 {front.rob_section(studies)}
 <h3>Syntheses</h3>
 {"".join(sections)}
+{che_html}
 <h3>Response and remission</h3><p class="note">{esc(BINARY_NOTE)}</p>
 {binary_html}
 {sensitivity}
