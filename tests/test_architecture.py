@@ -89,3 +89,23 @@ def test_few_modules_stand_at_the_top():
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(top) <= 6, top
     assert {"synthesis", "review", "_core", "plots"} <= {p.name for p in PACKAGE.iterdir()}
+
+
+def test_import_loads_no_heavy_module():
+    # names load on first use: `import ketameta` (and the CLI's --help) stay fast
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ketameta; heavy = [m for m in ('matplotlib', 'statsmodels', 'patsy', "
+        "'scipy.optimize', 'pandas') if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_every_public_name_resolves():
+    import ketameta
+
+    for name in ketameta.__all__:
+        assert getattr(ketameta, name) is not None, name
