@@ -81,8 +81,17 @@ def pool_sensitivity(label: str, pooled: Any, tables: dict[str, pd.DataFrame]) -
         elif keep.all():
             parts.append("<p>No study in this pool is at high risk of bias.</p>")
     if n >= SMALL_STUDY_MIN_K:
+        from ketameta.plots.funnel import funnel
+        from ketameta.review.report.html import figure
+
         egger = egger_test(pooled)
         tf = trim_and_fill(pooled)
+        parts.append(
+            figure(
+                funnel(pooled, contours=True, filled=tf, title=f"{label}: contour-enhanced funnel"),
+                f"funnel plot: {label}",
+            )
+        )
         parts.append(
             f"<p>Small-study effects: Egger's test p {esc(pvalue(egger.pvalue))}; trim-and-fill "
             f"adds {tf.k0} studies on the {esc(tf.side)} side, giving "
