@@ -6,6 +6,7 @@ import tomllib
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import ketameta as km
@@ -178,3 +179,20 @@ def test_notebook_extra_and_readme_say_how_to_open_them():
     assert any(dep.startswith("jupytext") for dep in extra)
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert 'pip install -e ".[notebook]"' in readme and "jupyter lab notebooks/" in readme
+
+
+def test_every_named_analysis_has_the_same_interface():
+    import warnings
+
+    import ketameta as km
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in km.analyses.QUESTIONS:
+            result = km.analyses.run(name)
+            assert isinstance(result.summary(), pd.DataFrame)
+            assert isinstance(result.tests(), pd.DataFrame)  # never an AttributeError
+            fig = result.plot_forest()
+            assert fig.axes, name
+    with pytest.raises(ValueError, match="no direct evidence"):
+        km.analyses.run("route").plot_forest("direct")

@@ -225,6 +225,25 @@ class ReviewAnalysis(ResultMixin):
         ]
         return pd.DataFrame(rows, columns=["record_id", "study", "reason"])
 
+    def plot_forest(self, which: str = "controlled", **options: Any):
+        """Forest plot of the controlled comparisons (``which="direct"`` or ``"single_arm"`` for
+        the other kinds of evidence); options as `ketameta.plots.forest`."""
+        from ketameta.plots.forest import forest
+
+        if which not in ("controlled", "direct", "single_arm"):
+            raise ValueError(f"which must be 'controlled', 'direct' or 'single_arm', got {which!r}")
+        result = getattr(self, which)
+        if result is None:
+            raise ValueError(f"{self.name}: no {which.replace('_', '-')} evidence to plot")
+        options.setdefault("title", f"{self.name}: {which.replace('_', '-')}")
+        return forest(result, **options)
+
+    def tests(self) -> pd.DataFrame:
+        """The tests for subgroup differences of the controlled comparisons (an empty table when
+        they fall in one level, so there is nothing to compare)."""
+        result = self.controlled
+        return result.tests() if hasattr(result, "tests") else pd.DataFrame()
+
     def summary(self) -> pd.DataFrame:
         """One row per pooled group (controlled and single-arm studies kept apart)."""
         frames = []
