@@ -42,8 +42,8 @@ def forest_mv(
     Returns
     -------
     KetametaFigure
-        Three axes (plot, right-hand text, left-hand labels); record markers have gid ``"record"``, headings
-        ``"study-heading"``, the diamond ``"diamond-overall"``.
+        Three axes (plot, right-hand text, left-hand labels); record markers have gid
+        ``"record"``, headings ``"study-heading"``, the diamond ``"diamond-overall"``.
 
     Examples
     --------
