@@ -81,6 +81,15 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "SubgroupResult": ("ketameta.synthesis.subgroup", "SubgroupResult"),
     "SubgroupTest": ("ketameta.synthesis.subgroup", "SubgroupTest"),
     "subgroup": ("ketameta.synthesis.subgroup", "subgroup"),
+    "SelectionResult": ("ketameta.synthesis.selection", "SelectionResult"),
+    "selection_model": ("ketameta.synthesis.selection", "selection_model"),
+    "ExcessSignificanceResult": ("ketameta.synthesis.smallstudy", "ExcessSignificanceResult"),
+    "HenmiCopasResult": ("ketameta.synthesis.smallstudy", "HenmiCopasResult"),
+    "excess_significance": ("ketameta.synthesis.smallstudy", "excess_significance"),
+    "henmi_copas": ("ketameta.synthesis.smallstudy", "henmi_copas"),
+    "harbord_test": ("ketameta.synthesis.bias_binary", "harbord_test"),
+    "macaskill_test": ("ketameta.synthesis.bias_binary", "macaskill_test"),
+    "peters_test": ("ketameta.synthesis.bias_binary", "peters_test"),
 }
 
 __all__ = [
@@ -89,7 +98,9 @@ __all__ = [
     "BinaryResult",
     "ConvergenceWarning",
     "DataValidationError",
+    "ExcessSignificanceResult",
     "ExcludedStudyWarning",
+    "HenmiCopasResult",
     "KetametaError",
     "KetametaWarning",
     "MetaMVResult",
@@ -97,6 +108,7 @@ __all__ = [
     "MetaResult",
     "PermutationResult",
     "RobustResult",
+    "SelectionResult",
     "SingleStudyWarning",
     "SubgroupResult",
     "SubgroupTest",
@@ -110,14 +122,18 @@ __all__ = [
     "cumulative",
     "egger_test",
     "escalc",
+    "excess_significance",
     "fail_safe_n",
     "gosh",
     "grade",
+    "harbord_test",
+    "henmi_copas",
     "influence",
     "leave_one_out",
     "load_published",
     "load_screening",
     "load_studies",
+    "macaskill_test",
     "meta",
     "meta_batch",
     "meta_bayes",
@@ -127,9 +143,11 @@ __all__ = [
     "metareg",
     "permutest",
     "pet_peese",
+    "peters_test",
     "plots",
     "resolve_shared_controls",
     "robust",
+    "selection_model",
     "split_shared_control",
     "subgroup",
     "tables",
@@ -164,6 +182,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from ketameta.review.studies import load_screening, load_studies, validate_studies
     from ketameta.synthesis.bayes import BayesResult, meta_bayes
     from ketameta.synthesis.bias import begg_test, egger_test, fail_safe_n, pet_peese, trim_and_fill
+    from ketameta.synthesis.bias_binary import harbord_test, macaskill_test, peters_test
     from ketameta.synthesis.binary import BinaryResult, meta_mh, meta_peto
     from ketameta.synthesis.effects import escalc
     from ketameta.synthesis.grade import grade
@@ -178,6 +197,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from ketameta.synthesis.regression import MetaRegResult, PermutationResult, metareg, permutest
     from ketameta.synthesis.results import BatchResult, MetaResult
     from ketameta.synthesis.robust import RobustResult, robust, wald_test
+    from ketameta.synthesis.selection import SelectionResult, selection_model
     from ketameta.synthesis.sensitivity import (
         baujat,
         cumulative,
@@ -185,5 +205,11 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
         influence,
         leave_one_out,
         without_high_risk,
+    )
+    from ketameta.synthesis.smallstudy import (
+        ExcessSignificanceResult,
+        HenmiCopasResult,
+        excess_significance,
+        henmi_copas,
     )
     from ketameta.synthesis.subgroup import SubgroupResult, SubgroupTest, subgroup

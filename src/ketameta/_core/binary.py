@@ -116,7 +116,9 @@ def mantel_haenszel(a, b, c, d, measure: str, *, mask=None) -> Pooled:
             var = (est * p_term + q_term) / w**2
             ok = np.ones(est.shape, dtype=bool)
     nan = np.full(est.shape, np.nan)
-    return Pooled(np.where(ok, est, nan), np.where(ok, np.sqrt(var), nan))
+    # no informative table (RD; RR with only events): var is 0 up to round-off, as metafor's 0
+    var = np.where(np.abs(var) <= 1e-14 * np.maximum(np.abs(est), 1.0), 0.0, var)
+    return Pooled(np.where(ok, est, nan), np.where(ok, np.sqrt(np.maximum(var, 0.0)), nan))
 
 
 def cmh_test(a, b, c, d, *, correct: bool = True, mask=None) -> ChiSquare:
@@ -289,4 +291,5 @@ def table_weights(a, b, c, d, measure: str) -> Array:
         w = (a + c) * (b + d) * (n1 / n) * (n2 / n) / (n - 1.0)
     else:
         raise ValueError(f"measure must be OR, RR, RD or PETO, got {measure!r}")
-    return 100.0 * w / np.sum(w, axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):  # all weights 0: NaN, as metafor's NA
+        return 100.0 * w / np.sum(w, axis=-1, keepdims=True)

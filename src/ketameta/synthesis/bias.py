@@ -1,6 +1,8 @@
-"""Small-study bias: Egger's regression test, Begg's rank correlation, trim-and-fill,
+"""Small-study bias: Egger's regression test (with metafor's ``regtest()`` predictors), the
+binary-outcome tests of Peters, Harbord and Macaskill, Begg's rank correlation, trim-and-fill,
 PET-PEESE and fail-safe N, as metafor's ``regtest()``, ``ranktest()``, ``trimfill()`` and
-``fsn()`` (validated against metafor 3.8.1 on the BCG and Hackshaw reference cases).
+``fsn()`` (validated against metafor 3.8.1 on the BCG and Hackshaw reference cases; Peters and
+Harbord against plain ``lm()`` fits of the published formulas, tests/reference/regtest_binary).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ class TestResult(ResultMixin):
     ci_low: float | None = None
     ci_high: float | None = None
     tau: float | None = None
+    predictor: str | None = None
+    coef: tuple[float, ...] = ()  # regression tests: (intercept, slope)
+    coef_se: tuple[float, ...] = ()
+    tau2: float | None = None  # model="rma": the residual tau²
     _title = "Small-study test"
 
     def summary(self) -> pd.DataFrame:
@@ -61,12 +67,54 @@ def _need(result: Any, k_min: int, name: str) -> None:
         raise ValueError(f"{name}() needs at least {k_min} studies; the result has {result.k}")
 
 
-def egger_test(result: Any, *, model: Literal["rma", "lm"] = "rma") -> TestResult:
-    """Egger's regression test with the standard error as predictor (metafor's ``regtest()``).
+PREDICTORS = ("sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv")
 
-    ``model="rma"`` (default, as metafor): a meta-regression of yi on sei with the result's
-    tau² method and test; ``"lm"``: the classical weighted least-squares Egger test (t, k-2 df).
-    ``estimate`` is the intercept: the limit estimate as sei -> 0.
+
+def _column(result: Any, value: Any, name: str) -> np.ndarray:
+    """An array aligned with the result's studies: given, or a column of ``result.data``."""
+    data = getattr(result, "data", None)
+    if isinstance(value, str):
+        if data is None or value not in data.columns:
+            raise ValueError(f"{name}: column {value!r} is not in the result's data; pass the "
+                             "values as an array")  # fmt: skip
+        value = data[value]
+    out = np.asarray(value, dtype=float)
+    if out.shape != np.shape(result.yi):
+        raise ValueError(f"{name} has {out.size} values; the result has {np.size(result.yi)}")
+    return out
+
+
+def _sample_sizes(result: Any, ni: Any) -> np.ndarray:
+    """Total sample sizes: ``ni``, else the data's ``ni`` column, else ``n1 + n2``."""
+    data = getattr(result, "data", None)
+    if ni is not None:
+        return _column(result, ni, "'ni'")
+    if data is not None and "ni" in data.columns:
+        return _column(result, "ni", "'ni'")
+    if data is not None and {"n1", "n2"} <= set(data.columns):
+        return _column(result, "n1", "'n1'") + _column(result, "n2", "'n2'")
+    raise ValueError("the predictor needs the sample sizes: pass ni=..., or fit the result on "
+                     "escalc() output with n1/n2 columns")  # fmt: skip
+
+
+def egger_test(
+    result: Any,
+    *,
+    model: Literal["rma", "lm"] = "rma",
+    predictor: Literal["sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv"] = "sei",
+    ni: Any = None,
+) -> TestResult:
+    """Regression test for funnel-plot asymmetry (metafor's ``regtest()``; Egger's with "sei").
+
+    ``model="rma"`` (default, as metafor): a meta-regression of yi on the predictor with the
+    result's tau² method and test; ``"lm"``: weighted least squares with weights 1/vi and a
+    multiplicative error (t test, k-2 df; Egger's classical test). ``predictor``: the standard
+    error ``sei`` (default), the variance ``vi``, the total sample size ``ni``, ``1/ni``
+    (``ninv``), ``sqrt(ni)`` or ``1/sqrt(ni)``; ``ni`` defaults to the data's ``ni`` column or
+    ``n1 + n2`` (escalc output). The test is the predictor's coefficient; ``estimate`` is the
+    intercept, the limit estimate as the predictor -> 0 (None for ``ni`` and ``sqrtni``).
+    ``coef``/``coef_se`` hold (intercept, slope). ``model="lm", predictor="ninv"`` on a log odds
+    ratio is metafor's version of Peters' test (weights 1/vi; see :func:`peters_test`).
 
     Examples
     --------
@@ -74,29 +122,41 @@ def egger_test(result: Any, *, model: Literal["rma", "lm"] = "rma") -> TestResul
     >>> res = meta([-0.5, -0.2, -0.4, -0.1, -0.6], [0.04, 0.05, 0.03, 0.02, 0.08], method="DL")
     >>> round(egger_test(res).pvalue, 3) < 1
     True
+    >>> egger_test(res, model="lm", predictor="ninv", ni=[80, 60, 100, 150, 40]).df
+    3
     """
     _need(result, 3, "egger_test")
+    if predictor not in PREDICTORS:
+        raise ValueError(f"predictor must be one of {', '.join(PREDICTORS)}, got {predictor!r}")
     y, v = np.asarray(result.yi), np.asarray(result.vi)
-    X = np.column_stack([np.ones_like(y), np.sqrt(v)])
+    if predictor in ("sei", "vi"):
+        x = np.sqrt(v) if predictor == "sei" else v
+    else:
+        n = _sample_sizes(result, ni)
+        x = {"ni": n, "ninv": 1 / n, "sqrtni": np.sqrt(n), "sqrtninv": 1 / np.sqrt(n)}[predictor]
+    X = np.column_stack([np.ones_like(y), x])
+    tau2 = None
     if model == "rma":
         method = "FE" if result.method in ("EE", "FE") else result.method
         tau2, _ = tau2_mods(y, v, X, method)
         fit = fit_mods(y, v, X, tau2, test=result.test, level=result.level, fixed=method == "FE")
-        df = fit["df"]
     elif model == "lm":
-        tau2 = 0.0
         fit = fit_mods(y, v, X, 0.0, test="knha", level=result.level, fixed=True)
-        df = fit["df"]
     else:
         raise ValueError(f"model must be 'rma' or 'lm', got {model!r}")
+    limit = predictor not in ("ni", "sqrtni")
     return TestResult(
-        "Egger (sei)",
+        "Egger (sei)" if predictor == "sei" else f"Regression test ({predictor})",
         float(fit["statistic"][1]),
         float(fit["pvalue"][1]),
-        df,
-        float(fit["b"][0]),
-        float(fit["ci_low"][0]),
-        float(fit["ci_high"][0]),
+        fit["df"],
+        float(fit["b"][0]) if limit else None,
+        float(fit["ci_low"][0]) if limit else None,
+        float(fit["ci_high"][0]) if limit else None,
+        predictor=predictor,
+        coef=tuple(float(b) for b in fit["b"]),
+        coef_se=tuple(float(b) for b in fit["se"]),
+        tau2=None if tau2 is None else float(tau2),
     )
 
 

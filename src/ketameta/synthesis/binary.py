@@ -131,13 +131,23 @@ def _exclusions(a, b, c, d, yi, rows, drop00, add, to, measure) -> tuple[tuple[s
 def _result(pooled, het, level, yi, vi, rows, excluded, **extra) -> BinaryResult:
     est, se = float(pooled.estimate), float(pooled.se)
     crit = stats.norm.isf((1.0 - level / 100.0) / 2.0)
-    z = est / se
+    if se == 0.0:  # RD (or RR with only events) and no table informative: metafor's 0, 0, NaN
+        z = p = float("nan")
+        warnings.warn(
+            f"the MH {extra.get('measure')} has standard error 0 (no events, or only events, in "
+            "every table): estimate 0 with a degenerate interval, no test (z and p are NaN)",
+            ZeroCellWarning,
+            stacklevel=3,
+        )
+    else:
+        z = est / se
+        p = float(2.0 * stats.norm.sf(abs(z)))
     return BinaryResult(
         k=len(rows),
         estimate=est,
         se=se,
         statistic=z,
-        pvalue=float(2.0 * stats.norm.sf(abs(z))),
+        pvalue=p,
         ci_low=est - crit * se,
         ci_high=est + crit * se,
         q=float(het.q),
