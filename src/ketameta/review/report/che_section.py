@@ -12,10 +12,13 @@ from ketameta.review.report.words import interval, num
 
 
 def _record_label(row: pd.Series) -> str:
-    label = str(row.get("label", ""))
-    arm = label[label.rfind("(") + 1 : -1] if label.endswith(")") and "(" in label else ""
+    """What distinguishes a record within its study: its timepoint, then its arm."""
+    label, study = str(row.get("label", "")), str(row.get("study_label", ""))
+    arm = label[len(study) :].strip() if label.startswith(study) else ""
+    if arm.startswith("(") and arm.endswith(")"):
+        arm = arm[1:-1]
     when = str(row.get("timepoint_label", "") or "")
-    return ", ".join(x for x in (arm, when) if x and x != "nan") or str(row["record_id"])
+    return ", ".join(x for x in (when, arm) if x and x != "nan") or str(row["record_id"])
 
 
 def che_section(result: Any, overall: Any, tables: dict[str, pd.DataFrame]) -> str:
