@@ -520,11 +520,16 @@ def _finish(result, args: argparse.Namespace, write: Callable[[Any, argparse.Nam
 
 
 def _validate_data(args: argparse.Namespace) -> int:
-    """Print every problem of a studies CSV (exit 1) or ``OK: N records from M studies``."""
-    from ketameta.review.studies import bundled_path, validate_studies
+    """Print every problem of a studies CSV (exit 1) or ``OK: N records from M studies``.
+
+    The file is read by `ketameta.review.studies.read_studies_file`, the parser of
+    `load_studies`, so a file that validates here loads to the same values; a file that cannot
+    be read (encoding, delimiter, empty, header only, ragged rows, a directory) is a one-line
+    error and exit status 1."""
+    from ketameta.review.studies import bundled_path, read_studies_file, validate_studies
 
     path = str(args.path or bundled_path())
-    df = _read_csv(path, dtype=str, keep_default_na=False)
+    df = read_studies_file(path)
     problems = validate_studies(df)
     if problems:
         print(f"{path}: {len(problems)} problem(s)")

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from scipy.special import gammaln
 
 Array = NDArray[np.float64]
+TO_OPTIONS = ("only0", "all", "if0all", "none")
 
 
 def hedges_correction(m: Array) -> Array:
@@ -98,8 +99,14 @@ def smcc(m_pre, m_post, sd_pre, sd_post, n, r) -> tuple[Array, Array]:
 
 
 def zcor(r, n) -> tuple[Array, Array]:
-    """Fisher's r-to-z transformed correlation: ``atanh(r)``, ``1 / (n - 3)``."""
-    return np.arctanh(r), 1.0 / (n - 3.0)
+    """Fisher's r-to-z transformed correlation: ``atanh(r)``, ``1 / (n - 3)``.
+
+    ``|r| = 1`` has no finite z: it gives NaN here (never ``inf``); ``escalc`` refuses it first.
+    """
+    r = np.asarray(r, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.arctanh(r)
+    return np.where(np.isfinite(z), z, np.nan), 1.0 / (n - 3.0)
 
 
 def cor(r, n) -> tuple[Array, Array]:

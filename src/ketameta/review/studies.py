@@ -17,6 +17,9 @@ point to, so there is one copy (``tests/test_data.py`` checks the links).
 
 from __future__ import annotations
 
+import csv
+import errno
+import io
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -234,15 +237,144 @@ def derived_columns(derived: str) -> set[str]:
     return {name for name in SCHEMA if re.search(rf"\b{name}\s*=(?!=)", derived)}
 
 
+# A number cell: ASCII digits, an optional sign, decimal point and exponent. Python's float()
+# also takes "2_0" (= 20), full-width or Arabic-Indic digits, "nan" and "inf": all refused.
+_NUMBER_CELL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
+    """The value of a number cell (already stripped), or None if it is not one (`_NUMBER_CELL`)."""
+    if not _NUMBER_CELL.fullmatch(text):
         return None
+    value = float(text)
     return value if np.isfinite(value) else None
 
 
-def validate_studies(df: pd.DataFrame) -> list[Problem]:
+def _not_a_number(cell: str) -> str:
+    """Why a cell is not a number, for the validation message."""
+    if "_" in cell:
+        return "not a number (no '_' digit separators: write e.g. 20 or 2.0)"
+    if any(ch.isdigit() and not ("0" <= ch <= "9") for ch in cell):
+        return "not a number (use the ASCII digits 0-9, not full-width or other digits)"
+    if re.fullmatch(r"[+-]?[0-9]*,[0-9]+", cell):
+        return "not a number (use a point as the decimal mark)"
+    return "not a number"
+
+
+# ---------------------------------------------------------------------------- reading the file
+
+
+def _decode(raw: bytes, where: str) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataValidationError(
+            f"{where}: UTF-16 encoded (byte-order mark at position 0); save it as CSV UTF-8"
+        )
+    try:
+        text = raw.decode("utf-8-sig")  # UTF-8, with or without a byte-order mark
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        byte = raw[exc.start : exc.start + 1].hex()
+        raise DataValidationError(
+            f"{where}: not a UTF-8 text file (byte 0x{byte} at position {exc.start}, line "
+            f"{line}); save it as CSV UTF-8",
+            problems=[{"row": None, "column": None, "value": f"0x{byte}", "position": exc.start}],
+        ) from None
+    if "\x00" in text:
+        raise DataValidationError(f"{where}: a binary file, not a CSV text file")
+    return text
+
+
+def read_studies_file(path: str | Path, *, allow_empty: bool = False) -> pd.DataFrame:
+    """Read a studies CSV into a DataFrame of text cells, the one parser of ``validate-data``
+    and `load_studies` (so that what validates loads to the same values).
+
+    Every cell and column name is stripped of surrounding whitespace (``" iv "`` is ``iv``,
+    ``"TRUE "`` is ``TRUE``, ``" 12.5"`` is ``12.5``); an empty cell is ``""``; blank lines are
+    skipped. One-line errors naming the file (and line): a missing file (`FileNotFoundError`);
+    a directory, an unreadable file, an encoding other than UTF-8 (with or without a byte-order
+    mark; the offending byte and its offset are named), a binary file, an empty file, a
+    semicolon- or tab-delimited file, a duplicated or unnamed column, rows with more or fewer
+    fields than the header, and (unless ``allow_empty``) a header without rows:
+    `DataValidationError` (a `KetametaError`).
+    """
+    file = Path(path)
+    where = str(path)
+    if not file.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such file", where)
+    if file.is_dir():
+        raise DataValidationError(f"{where}: is a directory, not a CSV file")
+    try:
+        raw = file.read_bytes()
+    except PermissionError:
+        raise DataValidationError(f"{where}: cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise DataValidationError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    text = _decode(raw, where)
+    if not text.strip():
+        raise DataValidationError(
+            f"{where}: the file is empty (expected the header line of data/README.md's "
+            "columns, then one row per record)"
+        )
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for record in reader:
+            if record:  # a blank line gives []
+                rows.append((reader.line_num, [cell.strip() for cell in record]))
+    except csv.Error as exc:
+        raise DataValidationError(
+            f"{where}, line {reader.line_num}: not a readable CSV row ({exc})"
+        ) from None
+    (header_line, header), records = rows[0], rows[1:]
+    if len(header) == 1:
+        for sep, name in ((";", "semicolon"), ("\t", "tab")):
+            if sep in header[0]:
+                raise DataValidationError(
+                    f"{where}: {name}-delimited (header {header[0][:60]!r}...); studies files are "
+                    "comma-separated: save it as CSV with commas between fields and points as "
+                    "decimal marks"
+                )
+    unnamed = [i + 1 for i, name in enumerate(header) if not name]
+    if unnamed:
+        raise DataValidationError(
+            f"{where}, line {header_line}: header field(s) {', '.join(map(str, unnamed))} "
+            "have no column name (a trailing or doubled comma?)"
+        )
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise DataValidationError(
+            f"{where}, line {header_line}: duplicate column(s) {', '.join(map(repr, twice))}",
+            problems=[{"row": 0, "column": name, "problem": "duplicate column"} for name in twice],
+        )
+    ragged = [(line, len(cells)) for line, cells in records if len(cells) != len(header)]
+    if ragged:
+        (line, got), more = ragged[0], ragged[1:]
+        also = (
+            f" (and {len(more)} more such line(s): {', '.join(str(x) for x, _ in more[:10])})"
+            if more
+            else ""
+        )
+        raise DataValidationError(
+            f"{where}, line {line}: {got} fields where the header has {len(header)} (a stray "
+            f"comma, or a text cell with a comma that needs quotes?){also}",
+            problems=[
+                {
+                    "row": None,
+                    "line": x,
+                    "column": None,
+                    "problem": f"{n} fields, not {len(header)}",
+                }
+                for x, n in ragged
+            ],
+        )
+    if not records and not allow_empty:
+        raise DataValidationError(f"{where}: has a header line but no rows (no records)")
+    df = pd.DataFrame([cells for _, cells in records], columns=header, dtype=str)
+    df.attrs["source_path"] = where
+    return df
+
+
+def validate_studies(df: pd.DataFrame, *, allow_empty: bool = False) -> list[Problem]:
     """Check a studies table against `SCHEMA`; return every problem found (empty = valid).
 
     Checks: every dictionary column present (and no unknown column), required cells filled,
@@ -254,6 +386,10 @@ def validate_studies(df: pd.DataFrame) -> list[Problem]:
     1204 and a Unicode minus or en dash before a number counts as a minus sign.
 
     Rows are numbered from 1 (the first line after the header, i.e. file line = row + 1).
+    Cells are compared stripped of surrounding whitespace, as `read_studies_file` stores them.
+    Numbers are ASCII decimals (``12``, ``-0.5``, ``.35``, ``1e-3``): ``2_0``, full-width
+    digits, a decimal comma, ``nan`` and ``inf`` are "not a number". A duplicated column name
+    and (unless ``allow_empty``) a table without rows are problems too.
 
     Examples
     --------
@@ -263,6 +399,12 @@ def validate_studies(df: pd.DataFrame) -> list[Problem]:
     [(1, 'test_a', 'nasal')]
     """
     problems: list[Problem] = []
+    duplicated = pd.Index(df.columns).duplicated()
+    for column in sorted({str(c) for c in pd.Index(df.columns)[duplicated]}):
+        problems.append(Problem(0, "", column, "", "duplicate column (the first is checked)"))
+    df = df.loc[:, ~duplicated]
+    if len(df) == 0 and not allow_empty:
+        problems.append(Problem(0, "", "", "", "the table has no records"))
     text = df.astype(object).where(df.notna(), "").astype(str).apply(lambda c: c.str.strip())
     ids = text["record_id"] if "record_id" in text.columns else pd.Series("", index=text.index)
 
@@ -296,7 +438,7 @@ def validate_studies(df: pd.DataFrame) -> list[Problem]:
             elif rule.kind in (INT, FLOAT):
                 value = numbers[column][i]
                 if value is None:
-                    add(i, column, cell, "not a number")
+                    add(i, column, cell, _not_a_number(cell))
                 elif rule.kind == INT and value % 1 != 0:
                     add(i, column, cell, "must be a whole number")
                 elif rule.minimum is not None and value < rule.minimum:
@@ -354,13 +496,21 @@ def validate_studies(df: pd.DataFrame) -> list[Problem]:
     return problems
 
 
-def load_studies(path: str | Path | None = None) -> pd.DataFrame:
+def load_studies(path: str | Path | None = None, *, allow_empty: bool = False) -> pd.DataFrame:
     """Read and validate the studies table (the bundled ``studies.csv`` by default).
+
+    The file is read by `read_studies_file` (the parser of ``ketameta validate-data``: cells
+    stripped of surrounding whitespace) and checked by `validate_studies`, so a file that
+    validates loads to the same values: numbers as numbers, ``primary`` as True/False (any
+    case), empty cells as NaN. ``allow_empty=True`` accepts a header without rows.
 
     Raises
     ------
     DataValidationError
         Listing every problem (row, record_id, column, value, message); ``.problems`` holds them.
+        Also (one line) for a file that cannot be read as a CSV: see `read_studies_file`.
+    FileNotFoundError
+        No such file.
 
     Examples
     --------
@@ -369,10 +519,8 @@ def load_studies(path: str | Path | None = None) -> pd.DataFrame:
     True
     """
     path = bundled_path() if path is None else Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"studies file not found: {path}")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    problems = validate_studies(df)
+    df = read_studies_file(path, allow_empty=allow_empty)
+    problems = validate_studies(df, allow_empty=allow_empty)
     if problems:
         listing = "\n".join(f"  {p}" for p in problems)
         raise DataValidationError(
@@ -384,7 +532,7 @@ def load_studies(path: str | Path | None = None) -> pd.DataFrame:
         if column in out.columns:
             out[column] = pd.to_numeric(out[column])
     out["primary"] = out["primary"].astype(str).str.lower() == "true"
-    out["study_label"] = study_labels(out)
+    out["study_label"] = study_labels(out) if len(out) else pd.Series(dtype=object)
     out.attrs["source_path"] = str(path)
     return out
 

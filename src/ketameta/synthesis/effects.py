@@ -33,7 +33,16 @@ import pandas as pd
 from scipy import stats
 
 from ketameta._core import effects as core
-from ketameta.exceptions import ExcludedStudyWarning, ZeroCellWarning
+from ketameta.exceptions import DataValidationError, ExcludedStudyWarning, ZeroCellWarning
+from ketameta.synthesis._inputs import (
+    align_series,
+    check_flag,
+    check_level,
+    check_number,
+    numeric_input,
+    unique_columns,
+    whole_numbers,
+)
 
 Measure = Literal[
     "SMD", "SMDH", "MD", "ROM", "SMCR", "SMCC", "RR", "OR", "RD", "ZCOR", "COR", "GEN"
@@ -54,6 +63,7 @@ INPUTS: dict[str, tuple[str, ...]] = {
 }
 VTYPES = {"SMD": ("LS", "UB", "LS2", "AV"), "MD": ("LS", "HO"), "ROM": ("LS", "HO")}
 SIZE_INPUTS = {"n", "n1", "n2"}
+COUNT_INPUTS = {"n", "n1", "n2", "events1", "events2"}  # whole numbers
 SD_INPUTS = {"sd1", "sd2", "sd_pre", "sd_post"}
 # sign of yi that favours group 1 when lower values of the outcome are better
 _LOWER_IS_BETTER_SIGN = "negative"
@@ -62,16 +72,25 @@ _LOWER_IS_BETTER_SIGN = "negative"
 def _column(value: Any, name: str, data: pd.DataFrame | None, length: int | None) -> np.ndarray:
     if isinstance(value, str):
         if data is None:
-            raise ValueError(f"'{name}' is the column name {value!r} but no data= was given")
+            raise DataValidationError(
+                f"'{name}' is the column name {value!r} but no data= was given"
+            )
         if value not in data.columns:
-            raise ValueError(f"column {value!r} (for '{name}') is not in data")
+            raise DataValidationError(f"column {value!r} (for '{name}') is not in data")
         value = data[value]
+        shown = f"'{name}' (column {value.name!r})"
+    else:
+        shown = f"'{name}'"
+    if np.ndim(value) == 0 and not isinstance(value, pd.Series | pd.DataFrame):
+        value = [value]  # one number: one study
     try:
-        array = np.asarray(value, dtype=float).reshape(-1)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"'{name}' must be numeric: {exc}") from None
+        array = numeric_input(value, name, caller="escalc()")
+    except DataValidationError as exc:
+        raise DataValidationError(
+            str(exc).replace(f"'{name}'", shown, 1), problems=exc.problems
+        ) from None
     if length is not None and array.shape[0] != length:
-        raise ValueError(
+        raise DataValidationError(
             f"length of '{name}' ({array.shape[0]}) differs from the others ({length})"
         )
     return array
@@ -86,15 +105,19 @@ def _check(name: str, values: np.ndarray, rows: Sequence[str], shown: str | None
     shown = shown or f"'{name}'"
     bad = ~np.isfinite(values)
     if bad.any():
-        raise ValueError(f"{shown} has missing or infinite values in rows {_list(rows, bad)}")
+        raise DataValidationError(
+            f"{shown} has missing or infinite values in rows {_list(rows, bad)}"
+        )
     if name in SIZE_INPUTS and (values < 1).any():
-        raise ValueError(f"{shown} must be at least 1 (rows {_list(rows, values < 1)})")
+        raise DataValidationError(f"{shown} must be at least 1 (rows {_list(rows, values < 1)})")
     if name in SD_INPUTS and (values < 0).any():
-        raise ValueError(f"{shown} must not be negative (rows {_list(rows, values < 0)})")
+        raise DataValidationError(f"{shown} must not be negative (rows {_list(rows, values < 0)})")
     if name.startswith("events") and (values < 0).any():
-        raise ValueError(f"{shown} must not be negative (rows {_list(rows, values < 0)})")
+        raise DataValidationError(f"{shown} must not be negative (rows {_list(rows, values < 0)})")
+    if name in COUNT_INPUTS:
+        whole_numbers(values, name, rows, shown=shown)
     if name == "r" and ((values < -1) | (values > 1)).any():
-        raise ValueError(
+        raise DataValidationError(
             f"{shown} must lie in [-1, 1] (rows {_list(rows, (values < -1) | (values > 1))})"
         )
 
@@ -194,26 +217,39 @@ def escalc(
     (-0.6931, True)
     """
     _check_signs(direction, favours_group1)
+    if not isinstance(measure, str):
+        raise DataValidationError(f"'measure' must be a measure name (text), got {measure!r}")
+    drop00 = check_flag(drop00, "drop00", caller="escalc()")
+    ratio = check_flag(ratio, "ratio", caller="escalc()")
+    add = check_number(add, "add", low=0.0, caller="escalc()")
+    if to not in core.TO_OPTIONS:
+        raise DataValidationError(
+            f"'to' must be one of {', '.join(map(repr, core.TO_OPTIONS))}, got {to!r}"
+        )
     if data is not None and not isinstance(data, pd.DataFrame):
-        raise ValueError(f"'data' must be a pandas DataFrame, got {type(data).__name__}")
+        raise DataValidationError(f"'data' must be a pandas DataFrame, got {type(data).__name__}")
     if measure == "GEN":
         return _generic(data, level, ratio, direction, favours_group1, inputs)
     if measure not in INPUTS:
-        raise ValueError(f"unknown measure {measure!r}; choose from {', '.join([*INPUTS, 'GEN'])}")
+        raise DataValidationError(
+            f"unknown measure {measure!r}; choose from {', '.join([*INPUTS, 'GEN'])}"
+        )
     needed = INPUTS[measure]
     missing = [name for name in needed if inputs.get(name) is None]
     if missing:
-        raise ValueError(
+        raise DataValidationError(
             f"measure {measure!r} needs {', '.join(needed)}; missing: {', '.join(missing)}"
         )
     if vtype not in VTYPES.get(measure, ("LS",)):
-        raise ValueError(
+        raise DataValidationError(
             f"vtype {vtype!r} is not available for {measure!r}; choose from "
             f"{', '.join(VTYPES.get(measure, ('LS',)))}"
         )
     unknown = sorted(set(inputs) - set(needed))
     if unknown:
-        raise ValueError(f"unexpected inputs for measure {measure!r}: {', '.join(unknown)}")
+        raise DataValidationError(
+            f"unexpected inputs for measure {measure!r}: {', '.join(unknown)}"
+        )
     arrays, rows, shown = _read_inputs(inputs, needed, data)
     excluded: list[tuple[str, str]] = []
     keep = np.ones(len(rows), dtype=bool)
@@ -252,9 +288,16 @@ def _read_inputs(
     """The needed inputs as checked float arrays of one length, the row names, and how each
     input is named in messages (the column name or the argument)."""
     length = len(data) if data is not None else None
+    if data is not None:
+        unique_columns(data, [inputs[name] for name in needed], caller="escalc()")
+    values = align_series(
+        {name: inputs[name] for name in needed},
+        index=data.index if data is not None else None,
+        caller="escalc()",
+    )
     arrays: dict[str, np.ndarray] = {}
     for name in needed:
-        arrays[name] = _column(inputs[name], name, data, length)
+        arrays[name] = _column(values[name], name, data, length)
         length = arrays[name].shape[0]
     rows = _row_names(data, length or 0)
     shown = {name: _shown(name, inputs[name]) for name in needed}
@@ -265,11 +308,11 @@ def _read_inputs(
 
 def _check_signs(direction: str | None, favours_group1: str | None) -> None:
     if direction not in (None, "lower_is_better", "higher_is_better"):
-        raise ValueError(
+        raise DataValidationError(
             f"'direction' must be 'lower_is_better' or 'higher_is_better', got {direction!r}"
         )
     if favours_group1 not in (None, "negative", "positive"):
-        raise ValueError(
+        raise DataValidationError(
             f"'favours_group1' must be 'negative' or 'positive', got {favours_group1!r}"
         )
 
@@ -284,19 +327,19 @@ def _continuous(measure: str, a: dict[str, np.ndarray], rows, vtype: str, shown:
     if measure in ("SMD", "SMDH", "MD", "ROM"):
         for name in ("sd1", "sd2"):
             if measure in ("SMD", "SMDH") and (a[name] == 0).any():
-                raise ValueError(
+                raise DataValidationError(
                     f"{shown[name]} is zero in rows {_list(rows, a[name] == 0)}: "
                     "a standardized difference needs a positive SD"
                 )
         for name in ("n1", "n2"):
             if (a[name] < 2).any():
-                raise ValueError(
+                raise DataValidationError(
                     f"{shown[name]} must be at least 2 (rows {_list(rows, a[name] < 2)})"
                 )
     if measure == "ROM":
         for name in ("m1", "m2"):
             if (a[name] <= 0).any():
-                raise ValueError(
+                raise DataValidationError(
                     f"{shown[name]} must be positive for a ratio of means "
                     f"(rows {_list(rows, a[name] <= 0)})"
                 )
@@ -311,18 +354,48 @@ def _continuous(measure: str, a: dict[str, np.ndarray], rows, vtype: str, shown:
         return core.rom(*args, vtype=vtype)
     if measure in ("SMCR", "SMCC", "COR"):
         if (a["n"] < 2).any():
-            raise ValueError(f"{shown['n']} must be at least 2 (rows {_list(rows, a['n'] < 2)})")
+            raise DataValidationError(
+                f"{shown['n']} must be at least 2 (rows {_list(rows, a['n'] < 2)})"
+            )
         if measure == "COR":
+            _check_r_open(a["r"], rows, shown["r"], measure)
             return core.cor(*args)
         if (a["sd_pre"] == 0).any():
-            raise ValueError(
+            raise DataValidationError(
                 f"{shown['sd_pre']} is zero in rows {_list(rows, a['sd_pre'] == 0)}: "
                 "a standardized mean change needs a positive SD"
             )
+        if measure == "SMCC":
+            a_sd = a["sd_pre"] ** 2 + a["sd_post"] ** 2 - 2.0 * a["r"] * a["sd_pre"] * a["sd_post"]
+            flat = ~(a_sd > 0)
+            if flat.any():
+                raise DataValidationError(
+                    f"the SD of the change (from {shown['sd_pre']}, {shown['sd_post']} and "
+                    f"{shown['r']}) is zero in rows {_list(rows, flat)}: SMCC is not defined "
+                    "(r = 1 with equal SDs?)"
+                )
         return (core.smcr if measure == "SMCR" else core.smcc)(*args)
     if (a["n"] <= 3).any():
-        raise ValueError(f"{shown['n']} must exceed 3 for ZCOR (rows {_list(rows, a['n'] <= 3)})")
+        raise DataValidationError(
+            f"{shown['n']} must exceed 3 for ZCOR (rows {_list(rows, a['n'] <= 3)})"
+        )
+    _check_r_open(a["r"], rows, shown["r"], measure)
     return core.zcor(*args)
+
+
+def _check_r_open(r: np.ndarray, rows, shown: str, measure: str) -> None:
+    """|r| = 1 gives an infinite Fisher z (ZCOR) or a zero variance (COR): refuse, naming it."""
+    edge = np.abs(r) >= 1.0
+    if edge.any():
+        raise DataValidationError(
+            f"{shown} is -1 or 1 in rows {_list(rows, edge)}: {measure} needs |r| < 1 "
+            + ("(atanh(±1) is infinite)" if measure == "ZCOR" else "(its variance would be 0)"),
+            problems=[
+                {"argument": "r", "row": row, "problem": f"|r| = 1 ({measure})"}
+                for row, bad in zip(rows, edge, strict=True)
+                if bad
+            ],
+        )
 
 
 def _binary(measure, a, rows, add, to, drop00, shown):
@@ -330,9 +403,7 @@ def _binary(measure, a, rows, add, to, drop00, shown):
     ai, n1, ci, n2 = a["events1"], a["n1"], a["events2"], a["n2"]
     for ev, n, name in ((ai, n1, "events1"), (ci, n2, "events2")):
         if (ev > n).any():
-            raise ValueError(f"{shown[name]} exceeds its n in rows {_list(rows, ev > n)}")
-    if not np.isfinite(add) or add < 0:
-        raise ValueError(f"'add' must be a non-negative number, got {add!r}")
+            raise DataValidationError(f"{shown[name]} exceeds its n in rows {_list(rows, ev > n)}")
     yi, vi = core.two_by_two(ai, n1, ci, n2, measure, add, to)
     rows = np.asarray(rows, dtype=object)
     double_zero = ((ai == 0) & (ci == 0)) | ((ai == n1) & (ci == n2))
@@ -362,25 +433,26 @@ def _binary(measure, a, rows, add, to, drop00, shown):
 
 def _generic(data, level, ratio, direction, favours_group1, inputs) -> pd.DataFrame:
     """Generic inverse variance: ``estimate`` with ``se`` or with a ``level`` % interval."""
-    if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 100:
-        raise ValueError(f"'level' must be a percentage in (0, 100), got {level!r}")
+    level = check_level(level, caller="escalc()")
     by_se = inputs.get("se") is not None
     needed = ("estimate", "se") if by_se else ("estimate", "ci_low", "ci_high")
     missing = [name for name in needed if inputs.get(name) is None]
     if missing:
-        raise ValueError(
+        raise DataValidationError(
             "measure 'GEN' needs 'estimate' with 'se', or 'estimate' with both 'ci_low' and "
             f"'ci_high'; missing: {', '.join(missing)}"
         )
     unknown = sorted(set(inputs) - set(needed))
     if unknown:
-        raise ValueError(f"unexpected inputs for measure 'GEN': {', '.join(unknown)}")
+        raise DataValidationError(f"unexpected inputs for measure 'GEN': {', '.join(unknown)}")
     if by_se and ratio:
-        raise ValueError("ratio=True needs 'ci_low'/'ci_high' (an SE of a ratio is ambiguous)")
+        raise DataValidationError(
+            "ratio=True needs 'ci_low'/'ci_high' (an SE of a ratio is ambiguous)"
+        )
     arrays, rows, shown = _read_inputs(inputs, needed, data)
     for name, values in arrays.items():
         if ratio and (values <= 0).any():
-            raise ValueError(
+            raise DataValidationError(
                 f"{shown[name]} must be positive for a ratio (rows {_list(rows, values <= 0)})"
             )
     est = np.log(arrays["estimate"]) if ratio else arrays["estimate"]
@@ -391,18 +463,18 @@ def _generic(data, level, ratio, direction, favours_group1, inputs) -> pd.DataFr
         if ratio:
             low, high = np.log(low), np.log(high)
         if (high <= low).any():
-            raise ValueError(
+            raise DataValidationError(
                 f"{shown['ci_high']} is not above {shown['ci_low']} "
                 f"(rows {_list(rows, high <= low)})"
             )
         outside = (est < low) | (est > high)
         if outside.any():
-            raise ValueError(
+            raise DataValidationError(
                 f"{shown['estimate']} lies outside its interval (rows {_list(rows, outside)})"
             )
         se = (high - low) / (2.0 * stats.norm.ppf(0.5 + level / 200.0))
     if (se <= 0).any():
-        raise ValueError(
+        raise DataValidationError(
             f"{shown.get('se', repr('se'))} must be positive (rows {_list(rows, se <= 0)})"
         )
     out = data.copy() if data is not None else pd.DataFrame(index=range(len(rows)))
