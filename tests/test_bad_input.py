@@ -408,3 +408,45 @@ def test_good_config_still_loads(tmp_path):
     cfg = load_config(path)
     assert cfg.analysis.timepoint == (0.5, 2.0) and cfg.analysis.assumed_r == 0.5
     assert cfg.title == "Mine" and cfg.csv_guard is False
+
+
+def test_subgroup_reads_levels_by_position():
+    import warnings
+
+    import ketameta as km
+    from ketameta.exceptions import DataValidationError, ExcludedStudyWarning
+
+    df = pd.DataFrame(
+        {
+            "yi": [-0.5, -0.2, -0.4, -0.1, -0.3, -0.6],
+            "vi": [0.04, 0.05, 0.03, 0.02, 0.04, 0.05],
+            "route": ["iv", "iv", "intranasal", " ", None, "intranasal "],
+            "label": ["A", "B", "C", "D", "E", "F"],
+        },
+        index=[0, 0, 1, 1, 2, 2],  # a duplicate index must not drop the wrong rows
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = km.subgroup(df, "route")
+    assert res.levels == ("intranasal", "iv")  # "intranasal " stripped into the same level
+    assert [r.k for r in res.results.values()] == [2, 2]
+    assert dict(res.excluded) == {"D": "empty value of route", "E": "missing value of route"}
+    assert any(issubclass(w.category, ExcludedStudyWarning) and "'D'" not in str(w.message)
+               and "D (empty" in str(w.message) for w in caught)  # fmt: skip
+    mixed = df.assign(route=[1, "1", 2, 2, 1, "2"])
+    with pytest.raises(DataValidationError, match="mixes value types"):
+        km.subgroup(mixed, "route")
+
+
+def test_binary_counts_must_be_whole_and_alpha_in_range():
+    import ketameta as km
+    from ketameta.exceptions import DataValidationError
+
+    with pytest.raises(DataValidationError, match="whole numbers"):
+        km.meta_mh([3.5, 4], [20, 20], [2, 3], [20, 20])
+    with pytest.raises(DataValidationError, match="boolean"):
+        km.meta_mh([True, 4], [20, 20], [2, 3], [20, 20])
+    res = km.meta([-0.5, -0.2, -0.4], [0.04, 0.05, 0.03])
+    for bad in (0, 1, 1.5, True):
+        with pytest.raises(ValueError, match="alpha"):
+            km.fail_safe_n(res, alpha=bad)

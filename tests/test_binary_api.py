@@ -55,9 +55,9 @@ def test_no_studies(fn):
     [
         (dict(measure="HR"), "'measure' must be one of OR, RR, RD, got 'HR'"),
         (dict(measure="PETO"), "'measure' must be one of OR, RR, RD"),
-        (dict(level=0), "'level' must be a percentage"),
-        (dict(level="95"), "'level' must be a number"),
-        (dict(add=-0.5), "'add' must be a non-negative number"),
+        (dict(level=0), r"'level' must lie in \(0, 100\)"),
+        (dict(level="95"), "'level' must be a finite number"),
+        (dict(add=-0.5), r"'add' must lie in \[0, inf\]"),
         (dict(to="some"), "'to' must be one of only0, all, if0all, none"),
     ],
 )

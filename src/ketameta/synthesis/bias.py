@@ -17,6 +17,7 @@ from scipy import stats
 
 from ketameta._core.batch import fit_batch
 from ketameta._core.regression import fit_mods, tau2_mods
+from ketameta.synthesis._inputs import check_alpha
 from ketameta.synthesis.results import ResultMixin
 
 
@@ -293,6 +294,7 @@ def fail_safe_n(
     """Fail-safe N as metafor's ``fsn()``: Rosenthal (one-sided alpha on the Stouffer z),
     Orwin (target default half the unweighted mean effect), Rosenberg (two-sided alpha on the
     common-effect z). The number is rounded up; it is returned as ``statistic``."""
+    alpha = check_alpha(alpha, caller="fail_safe_n()")
     y, v = np.asarray(result.yi), np.asarray(result.vi)
     k = y.size
     if type == "Rosenthal":

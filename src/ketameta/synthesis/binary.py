@@ -18,7 +18,15 @@ from scipy import stats
 
 from ketameta._core import binary as core
 from ketameta.exceptions import ExcludedStudyWarning, ZeroCellWarning
-from ketameta.synthesis._inputs import frozen, labels_from_data, labels_from_sequence
+from ketameta.synthesis._inputs import (
+    check_level,
+    check_number,
+    frozen,
+    labels_from_data,
+    labels_from_sequence,
+    numeric_input,
+    whole_numbers,
+)
 from ketameta.synthesis.results import BinaryResult
 
 _ARGS = ("events1", "n1", "events2", "n2")
@@ -48,10 +56,8 @@ def _read_counts(inputs: dict, data, labels) -> tuple[list[np.ndarray], tuple[st
             value = column.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             shown[name] = f"'{name}'"
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{shown[name]} must be numeric: {err}") from None
+            value = numeric_input(value, name, caller="meta_mh()/meta_peto()")
+        arr = np.asarray(value, dtype=np.float64)
         if arr.ndim != 1:
             raise ValueError(f"{shown[name]} must be one-dimensional, got shape {arr.shape}")
         if arrays and arr.size != arrays[0].size:
@@ -75,6 +81,8 @@ def _read_counts(inputs: dict, data, labels) -> tuple[list[np.ndarray], tuple[st
         arr = arrays[_ARGS.index(name)]
         if (arr == 0).any():
             raise ValueError(f"{shown[name]} is 0 in rows {_problem_rows(rows, arr == 0)}")
+    for name, arr in zip(_ARGS, arrays, strict=True):
+        whole_numbers(arr, name, rows, shown=shown[name])  # counts, never 30.2
     for ev, n in (("events1", "n1"), ("events2", "n2")):
         over = arrays[_ARGS.index(ev)] > arrays[_ARGS.index(n)]
         if over.any():
@@ -92,12 +100,8 @@ def _counts_frame(data, counts, rows) -> pd.DataFrame:
 
 
 def _check_options(level, add, to) -> float:
-    if isinstance(level, bool) or not isinstance(level, int | float | np.integer | np.floating):
-        raise ValueError(f"'level' must be a number (percent), got {level!r}")
-    if not 0.0 < float(level) < 100.0:
-        raise ValueError(f"'level' must be a percentage in (0, 100), got {level!r}")
-    if isinstance(add, bool) or not isinstance(add, int | float) or not np.isfinite(add) or add < 0:
-        raise ValueError(f"'add' must be a non-negative number, got {add!r}")
+    level = check_level(level)
+    check_number(add, "add", low=0.0)
     if to not in core.TO_OPTIONS:
         raise ValueError(f"'to' must be one of {', '.join(core.TO_OPTIONS)}, got {to!r}")
     return float(level)

@@ -19,6 +19,7 @@ from scipy import stats
 
 from ketameta.exceptions import ExcludedStudyWarning, KetametaWarning
 from ketameta.synthesis import printing
+from ketameta.synthesis._inputs import subgroup_levels
 from ketameta.synthesis.pooling import meta
 from ketameta.synthesis.regression import metareg
 from ketameta.synthesis.results import MetaResult, ResultMixin
@@ -188,17 +189,21 @@ def subgroup(
         raise ValueError(f"moderator column {by!r} is not in data")
     if tau2 not in ("separate", "common"):
         raise ValueError(f"tau2 must be 'separate' or 'common', got {tau2!r}")
-    missing = data.index[data[by].isna()]
-    excluded: list[tuple[str, str]] = []
-    if len(missing):
-        rows = ", ".join(str(r) for r in missing)
+    name_labels = None
+    if isinstance(labels, str) and labels in data.columns:
+        name_labels = [str(x) for x in data[labels]]
+    elif labels is None and "label" in data.columns:
+        name_labels = [str(x) for x in data["label"]]
+    read = subgroup_levels(data[by], by, name_labels)  # by position: a duplicate index is safe
+    excluded: list[tuple[str, str]] = list(read.excluded)
+    if excluded:
+        rows = ", ".join(f"{who} ({why})" for who, why in excluded)
         warnings.warn(
-            f"subgroup(): rows {rows} have no value of {by!r} and were excluded",
+            f"subgroup(): rows without a usable value of {by!r} were excluded: {rows}",
             ExcludedStudyWarning,
             stacklevel=2,
         )
-        excluded = [(str(r), f"missing value of {by}") for r in missing]
-        data = data.drop(index=missing)
+        data = data.iloc[np.flatnonzero(read.keep)]
     empty: tuple[str, ...] = ()
     if isinstance(data[by].dtype, pd.CategoricalDtype):
         present = set(data[by].dropna())
@@ -210,8 +215,8 @@ def subgroup(
                 KetametaWarning,
                 stacklevel=2,
             )
-    groups = data[by].astype(str)
-    levels = tuple(sorted(groups.unique()))
+    groups = pd.Series(read.groups, index=data.index)
+    levels = read.levels
     if len(levels) < 2:
         raise ValueError(
             f"moderator {by!r} has only one level ({', '.join(levels)}): "
@@ -224,7 +229,7 @@ def subgroup(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Only one study")
         for name in levels:
-            part = data[groups == name]
+            part = data[(groups == name).to_numpy()]
             part.attrs = dict(data.attrs)
             results[name] = meta(data=part, yi=yi, vi=vi, labels=label_col, **opts)
             if len(part) == 1:
