@@ -450,3 +450,19 @@ def test_binary_counts_must_be_whole_and_alpha_in_range():
     for bad in (0, 1, 1.5, True):
         with pytest.raises(ValueError, match="alpha"):
             km.fail_safe_n(res, alpha=bad)
+
+
+def test_pooling_rows_that_share_a_control_warns_with_the_rows_and_the_fix():
+    import warnings
+
+    import ketameta as km
+    from ketameta.exceptions import KetametaWarning
+
+    df = pd.DataFrame({"yi": [-0.5, -0.4, -0.3], "vi": [0.04, 0.05, 0.03],
+                       "label": ["D 28 mg", "D 56 mg", "Other"],
+                       "shared_control_group": ["p1", "p1", ""]})  # fmt: skip
+    with pytest.warns(KetametaWarning, match=r"D 28 mg, D 56 mg \(control p1\).*resolve_shared"):
+        km.meta(data=df)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KetametaWarning)
+        km.meta(data=df.assign(shared_control_group=["p1", "p2", ""]))  # no shared arm: silent

@@ -495,6 +495,41 @@ def subgroup_levels(column: pd.Series, by: str, labels: Sequence[str] | None = N
     )
 
 
+SHARED_CONTROL = "shared_control_group"  # the column resolve_shared_controls() reads
+
+
+def warn_shared_controls(data: pd.DataFrame, labels: Sequence[str], caller: str) -> None:
+    """Warn when rows to be pooled share one control arm (the same non-empty tag in
+    ``shared_control_group``): pooled as they are, the control's participants count twice."""
+    if SHARED_CONTROL not in data.columns:
+        return
+    import warnings
+
+    from ketameta.exceptions import KetametaWarning
+
+    tags = data[SHARED_CONTROL].astype(object).where(data[SHARED_CONTROL].notna(), "")
+    tags = tags.astype(str).str.strip()
+    if "multiarm" in data.columns:  # rows resolve_shared_controls() already handled
+        handled = data["multiarm"].fillna("").astype(str).str.strip() != ""
+        tags = tags.where(~handled, "")
+    counts = tags[tags != ""].value_counts()
+    shared = counts[counts > 1]
+    if shared.empty:
+        return
+    groups = []
+    for tag in shared.index:
+        rows = [str(labels[i]) for i in np.flatnonzero((tags == tag).to_numpy())]
+        groups.append(f"{', '.join(rows)} (control {tag})")
+    warnings.warn(
+        f"{caller}: rows share a control arm, so its participants would be counted more than "
+        f"once: {'; '.join(groups)}. Combine the arms or split the control first with "
+        "km.resolve_shared_controls(data) (Cochrane Handbook 23.3.4), or model the dependence "
+        "with km.vcalc + km.meta_mv.",
+        KetametaWarning,
+        stacklevel=4,
+    )
+
+
 def row_problems(yi: np.ndarray, vi: np.ndarray) -> list[tuple[int, str, str]]:
     """(position, column, problem) for every non-finite yi/vi and every vi <= 0."""
     problems = []
@@ -615,6 +650,7 @@ def read_effects(yi, vi, *, data=None, labels=None, caller: str = "meta()") -> E
         unique_columns(data, [ycol, vcol, *([labels] if isinstance(labels, str) else [])],
                        caller=caller)  # fmt: skip
         labs = labels_from_data(data, labels)
+        warn_shared_controls(data, labs, caller)
         y, text_y = numeric_column(data[ycol], "yi")
         v, text_v = numeric_column(data[vcol], "vi")
         text_problems = text_y + text_v
