@@ -103,4 +103,8 @@ inf <- influence(res)
 put("loo", estimate = l$estimate, tau2 = l$tau2)
 put("influence", tau2_del = inf$inf$tau2.del, cooks_d = inf$inf$cook.d)
 
+d <- read("metareg")  # timed by metafor_server.R, in run.py's interleaved rounds
+res <- rma(yi, vi, mods = ~ x1 + x2 + x3, data = d, method = "REML", control = tight)
+put("metareg", coef = as.vector(res$b), tau2 = rep(res$tau2, length(res$b)))
+
 write.csv(times, file.path(dir, "metafor_times.csv"), row.names = FALSE)

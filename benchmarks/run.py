@@ -74,6 +74,41 @@ def timed(fn, budget: float, max_repeats: int = 30) -> tuple[float, int]:
     return float(np.median(per_call)), repeats
 
 
+def interleaved(fns: dict, budget: float, max_repeats: int = 30) -> dict:
+    """``{label: (median seconds per call, repeats)}``, the implementations timed back to back.
+
+    One warm-up call each, calls per repeat chosen per implementation (a repeat lasts >= 5 ms),
+    then rounds: every implementation runs one repeat per round, in the same order, so a drift
+    of the machine's speed (this VM drifts by up to 2x within minutes) moves all of them alike.
+    Slow implementations (one call > budget / 3) get one repeat; the others at least 3.
+    """
+    number, per_call, slow = {}, {label: [] for label in fns}, set()
+
+    def run(fn, n):  # seconds for n calls (a self-timed fn, e.g. metafor's, reports its own)
+        if hasattr(fn, "timed_calls"):
+            return fn.timed_calls(n)
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return time.perf_counter() - start
+
+    rounds = max_repeats
+    for label, fn in fns.items():
+        run(fn, 1)  # warm-up
+        first = run(fn, 1)  # the call after it sets the calls per repeat
+        number[label] = max(1, int(0.005 / max(first, 1e-7)))
+        if first > budget / 3:
+            slow.add(label)  # one timed repeat is enough (and all the budget allows)
+        else:
+            rounds = min(rounds, max(3, int(budget / max(first * number[label], 1e-9))))
+    for _ in range(rounds):
+        for label, fn in fns.items():
+            if label in slow and per_call[label]:
+                continue
+            per_call[label].append(run(fn, number[label]) / number[label])
+    return {label: (float(np.median(t)), len(t)) for label, t in per_call.items()}
+
+
 def peak_mib(fn) -> float:
     tracemalloc.start()
     fn()
@@ -175,6 +210,33 @@ def build_workloads(quick: bool):
             ("coef", "qm"),
         )
     )
+    yi, vi = data(500, seed=6)
+    mods = np.random.default_rng(7).normal(size=(500, 3))
+    sets["metareg"] = {"yi": yi, "vi": vi, "x1": mods[:, 0], "x2": mods[:, 1], "x3": mods[:, 2]}
+    reg_frame = pd.DataFrame(
+        {"yi": yi, "vi": vi, "x1": mods[:, 0], "x2": mods[:, 1], "x3": mods[:, 2]}
+    )
+
+    def ours_reg():
+        reg = metareg(reg_frame, "~ x1 + x2 + x3", method="REML")
+        return reg.coef["estimate"].to_numpy(), reg.tau2
+
+    reg_peers = {}
+    if peers.version("pymare"):
+        from pymare import estimators
+
+        X1 = np.column_stack([np.ones(500), mods])
+
+        def pymare_reg(yi=yi, vi=vi):
+            est = estimators.VarianceBasedLikelihoodEstimator(method="REML")
+            est.fit(y=yi[:, None], v=vi[:, None], X=X1)
+            s = est.summary()
+            return np.ravel(s.fe_params), float(np.ravel(s.tau2)[0])
+
+        reg_peers["PyMARE"] = pymare_reg
+    out.append(
+        ("metareg REML, 3 moderators, k=500", ours_reg, reg_peers, "metareg", ("coef", "tau2"))
+    )
     for k in (12, 16):
         yi, vi = data(k, seed=4)
         sets[f"gosh_k{k}"] = {"yi": yi, "vi": vi}
@@ -253,6 +315,52 @@ def note(peer: str, workload: str, tight: bool) -> str:
     return "R re-fit with control threshold 1e-12 (timed with defaults)" if reml else ""
 
 
+class MetaforServer:
+    """One ``Rscript metafor_server.R`` process: metafor timed in run.py's interleaved rounds."""
+
+    def __init__(self, workdir: Path):
+        self.proc = None
+        if shutil.which("Rscript") is None:
+            return
+        self.proc = subprocess.Popen(
+            ["Rscript", str(HERE / "metafor_server.R"), str(workdir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        if self.proc.stdout.readline().strip() != "ready":
+            self.proc = None
+
+    def timer(self, workload: str):
+        """A self-timed fn (``timed_calls(n)``: R's elapsed seconds for n calls), or None."""
+        if self.proc is None:
+            return None
+        proc = self.proc
+
+        class Timed:
+            def __call__(self):
+                return self.timed_calls(1)
+
+            @staticmethod
+            def timed_calls(n):
+                proc.stdin.write(f"{workload}\t{n}\n")
+                proc.stdin.flush()
+                return float(proc.stdout.readline())
+
+        return Timed()
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=60)
+
+
+SERVED = ("DL fit, k=20", "REML fit, k=20", "DL fit, k=2000", "REML fit, k=2000",
+          "metareg REML, 3 moderators, k=500")  # fmt: skip
+
+
 def run_metafor(sets: dict, quick: bool, full: bool, workdir: Path):
     """Times and values from metafor_bench.R, or ({}, {}, None) with a message."""
     if shutil.which("Rscript") is None:
@@ -295,7 +403,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--full", action="store_true", help="also metafor GOSH REML k=16")
+    parser.add_argument("--no-memory", action="store_true", help="skip bench_memory.py")
+    parser.add_argument(
+        "--results", default=str(HERE / "RESULTS.md"), help="markdown written ('' for none)"
+    )
     args = parser.parse_args()
+    load_before = os.getloadavg()
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     budget = 0.5 if args.quick else 2.0
     import ketameta as km
     from ketameta._core.batch import fit_batch
@@ -306,33 +420,28 @@ def main() -> None:
             print(f"note: {var}={os.environ[var]} is set (slows numpy; unset it for benchmarks)")
     sets, workloads = build_workloads(args.quick)
     checks, rows, memory = [], [], {}
+    tmpdir = tempfile.TemporaryDirectory()
+    workdir = Path(tmpdir.name)
+    for set_name, cols in sets.items():
+        write(workdir / f"{set_name}.csv", **cols)
+    server = MetaforServer(workdir)
     for name, ours, peer_fns, _, _labels in workloads:
         print(f"checking and timing: {name}", flush=True)
         ref = ours()
         memory[name] = peak_mib(ours)
-        rows.append((name, "ketameta", *timed(ours, budget)))
+        fns = {"ketameta": ours}
         if "fit, k=" in name:
             yi, vi = sets[f"single_k{name.split('k=')[1]}"].values()
             method = name.split()[0]
-            rows.append(
-                (
-                    name,
-                    "ketameta core, no CIs (info)",
-                    *timed(
-                        lambda yi=yi, vi=vi, m=method: fit_batch(yi, vi, method=m, ci_tau2=False),
-                        budget,
-                    ),
-                )
+            fns["ketameta core, no CIs (info)"] = lambda yi=yi, vi=vi, m=method: fit_batch(
+                yi, vi, method=m, ci_tau2=False
             )
         if name.startswith("1,000 REML fits"):
             Y, V = data(20, seed=1, n=1000)
-            rows.append(
-                (
-                    name,
-                    "ketameta meta_batch(ci=False)",
-                    *timed(lambda Y=Y, V=V: km.meta_batch(Y, V, method="REML", ci=False), budget),
-                )
+            fns["ketameta meta_batch(ci=False)"] = lambda Y=Y, V=V: km.meta_batch(
+                Y, V, method="REML", ci=False
             )
+        slow = {}
         for peer, fn in peer_fns.items():
             start = time.perf_counter()
             got = fn()
@@ -349,13 +458,19 @@ def main() -> None:
                     note(peer, name, False),
                 )
             )
-            if first > 20:
-                rows.append((name, peer, first, 1))  # the checked call (one repeat, no warm-up)
+            if first > 1:
+                slow[peer] = first  # the checked call (one repeat, no warm-up)
             else:
-                rows.append((name, peer, *timed(fn, budget if first < 1 else 0)))
-    with tempfile.TemporaryDirectory() as tmp:
-        print("running metafor (Rscript) ...", flush=True)
-        r_times, r_values, r_rss = run_metafor(sets, args.quick, args.full, Path(tmp))
+                fns[peer] = fn
+        if name in SERVED and server.timer(name) is not None:
+            fns["metafor"] = server.timer(name)
+        for label, (med, reps) in interleaved(fns, budget).items():
+            rows.append((name, label, med, reps))
+        rows.extend((name, peer, first, 1) for peer, first in slow.items())
+    server.close()
+    print("running metafor (Rscript) ...", flush=True)
+    r_times, r_values, r_rss = run_metafor(sets, args.quick, args.full, workdir)
+    tmpdir.cleanup()
     for name, ours, _, key, labels in workloads:
         if key in r_values:
             ref = ours()
@@ -368,8 +483,8 @@ def main() -> None:
                 peer = "metafor" if tight else "metafor (defaults)"
                 off = n_off(got, ref)
                 checks.append((name, peer, *diffs[:2], off, note("metafor", name, tight)))
-        if name in r_times:
-            rows.append((name, "metafor", *r_times[name]))
+        if name in r_times and not any(r[0] == name and r[1] == "metafor" for r in rows):
+            rows.append((name, "metafor", *r_times[name]))  # the slow ones: one R run
 
     pd.set_option("display.width", 200)
     pd.set_option("display.max_colwidth", 80)
@@ -415,6 +530,195 @@ def main() -> None:
     }
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v))
     print(f"{r_version()}; {os.cpu_count()} CPUs")
+    imports = import_time()
+    print(f"import ketameta: {imports['wall_ms']:.0f} ms (median of 5 fresh processes)")
+    mem = []
+    if not args.no_memory:
+        import bench_memory
+
+        mem = bench_memory.run(bench_memory.CASES[:4] if args.quick else bench_memory.CASES)
+        print(pd.DataFrame(mem).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if args.results:
+        machine = {
+            "started": started,
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
+            "cpus": os.cpu_count(),
+            "blas": blas(),
+            "r": r_version(),
+            "versions": versions,
+            "rss": rss,
+            "r_rss": r_rss,
+            "command": " ".join(sys.argv),
+        }
+        write_results(Path(args.results), check, table, mem, imports, machine)
+        print(f"wrote {args.results}")
+
+
+def import_time() -> dict:
+    """Wall time of ``import ketameta`` in fresh processes and the heaviest modules of
+    ``python -X importtime``."""
+    code = "import time; t = time.perf_counter(); import ketameta; print(time.perf_counter() - t)"
+    walls, first_use = [], []
+    use = code.replace("import ketameta;", "import ketameta; ketameta.meta;")
+    for _ in range(5):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        walls.append(float(out.stdout.strip() or "nan"))
+        out = subprocess.run([sys.executable, "-c", use], capture_output=True, text=True)
+        first_use.append(float(out.stdout.strip() or "nan"))
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import ketameta"],
+        capture_output=True,
+        text=True,
+    )
+    rows = []
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        self_us, cum_us, name = line.split(":", 1)[1].split("|")
+        depth = (len(name) - len(name.lstrip()) - 1) // 2  # 0: ketameta itself
+        rows.append((name.strip(), int(self_us), int(cum_us), depth))
+    top = [r[:3] for r in sorted((r for r in rows if r[3] <= 2), key=lambda r: -r[2])]
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import ketameta; ketameta.meta"],
+        capture_output=True,
+        text=True,
+    )
+    heavy = []
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "cumulative" not in line:
+            self_us, cum_us, name = line.split(":", 1)[1].split("|")
+            if len(name) - len(name.lstrip()) == 1:  # imported by ketameta's modules directly
+                heavy.append((name.strip(), int(self_us), int(cum_us)))
+    heavy.sort(key=lambda r: -r[2])
+    return {
+        "wall_ms": 1e3 * float(np.median(walls)),
+        "first_use_ms": 1e3 * float(np.median(first_use)),
+        "top": top[:12],
+        "first_use_top": heavy[:10],
+    }
+
+
+#: Why a ketameta row is slower than the fastest peer (shown in RESULTS.md when it is).
+WHY_SLOWER = {
+    "DL fit, k=20": "meta() validates its input, builds a frozen MetaResult (labels, read-only "
+    "copies of yi/vi/weights) and checks metafor's Q-profile search limit; statsmodels and "
+    "PyMARE return bare numbers. The numeric core alone is in the 'core' rows.",
+    "DL fit, k=2000": "as for k = 20: input checks and the result object; the lean path's "
+    "arithmetic is a few passes over 2,000 numbers.",
+    "REML fit, k=2000": "ketameta also scans the likelihood for a second local maximum "
+    "(metafor's path can miss one) and checks tau2 = 0, which PyMARE does not.",
+}
+
+
+def write_results(path, check, table, mem, imports, machine) -> None:
+    """RESULTS.md from one run: machine and load, the interleaved times with ratios, the rows
+    slower than the fastest peer (and why), the same-numbers check, memory, import time."""
+    lb, la = machine["load_before"], machine["load_after"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Generated by `{machine['command']}` (one run, started {machine['started']}). "
+        f"{machine['cpus']} CPUs; load average (1/5/15 min) before {lb[0]:.2f}/{lb[1]:.2f}/"
+        f"{lb[2]:.2f}, after {la[0]:.2f}/{la[1]:.2f}/{la[2]:.2f} (other jobs on this VM move "
+        "absolute times; the implementations of a workload are timed in interleaved rounds, "
+        "so their ratios are what to read).",
+        "",
+        f"BLAS: {machine['blas']}. {machine['r']}. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
+        + ".",
+        "",
+        "**Timing.** For each workload every implementation (ketameta, statsmodels, PyMARE, "
+        "pimeta, PyMetaAnalysis, and metafor, which runs in one persistent `Rscript "
+        "benchmarks/metafor_server.R` process and times its own calls) gets one warm-up call "
+        "and then repeats in rounds, one repeat of each implementation per round, in the same "
+        "order (`interleaved()` in run.py). metafor's slow workloads (seconds per call, from "
+        "`metafor_bench.R`) and peers slower than 1 s per call are timed once. Ratio = "
+        "implementation time / ketameta time (> 1: ketameta is faster).",
+        "",
+        "## Times",
+        "",
+        "```",
+        table.to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep=""),
+        "```",
+        "",
+        "## Against the fastest peer",
+        "",
+        "| workload | ketameta (s) | fastest peer | its time (s) | ketameta faster by |",
+        "|---|---|---|---|---|",
+    ]
+    slower = []
+    for name, group in table.groupby("workload", sort=False):
+        ours = group[group["implementation"] == "ketameta"]["median_s"]
+        others = group[~group["implementation"].str.startswith("ketameta")]
+        if ours.empty or others.empty:
+            continue
+        best = others.loc[others["median_s"].idxmin()]
+        factor = best["median_s"] / float(ours.iloc[0])
+        lines.append(
+            f"| {name} | {float(ours.iloc[0]):.3g} | {best['implementation']} | "
+            f"{best['median_s']:.3g} | {factor:.2f}x |"
+        )
+        if factor < 1:
+            slower.append((name, best["implementation"], factor))
+    lines += ["", "### Rows slower than the fastest peer", ""]
+    if not slower:
+        lines.append("None in this run.")
+    for name, peer, factor in slower:
+        why = WHY_SLOWER.get(name, "not analysed yet.")
+        lines.append(f"* **{name}**: {peer} takes {factor:.2f}x ketameta's time. {why}")
+    lines += [
+        "",
+        "## Same numbers?",
+        "",
+        "Max relative difference against ketameta (quantities 1 and 2: estimate and tau2; "
+        "permutation: coefficient and QM; influence: tau2_del and Cook's d; metareg: "
+        "coefficients and tau2); n_off = elements differing by > 1e-6 relative / failed fits "
+        "(nan) / elements.",
+        "",
+        "```",
+        check.to_string(index=False, float_format=lambda v: f"{v:.2g}"),
+        "```",
+        "",
+        "## Memory",
+        "",
+        f"Peak RSS of the timing process {machine['rss']:.0f} MiB; R children "
+        + ("n/a" if machine["r_rss"] is None else f"{machine['r_rss']:.0f} MiB")
+        + ". `ketameta_peak_MiB` above: tracemalloc peak of one ketameta call.",
+        "",
+    ]
+    if mem:
+        lines += [
+            "Large k (`benchmarks/bench_memory.py`, one fresh process per case; the refits run "
+            "in chunks of rows within `ketameta._core.influence.MEMORY_BUDGET` = 256 MB, so "
+            "memory grows linearly in k; `traced_peak_MiB`: Python-side allocations of the "
+            "call, `peak_rss_MiB`: the whole process, interpreter and libraries included):",
+            "",
+            "```",
+            pd.DataFrame(mem).to_string(index=False, float_format=lambda v: f"{v:.3g}"),
+            "```",
+            "",
+        ]
+    lines += [
+        "## Import time",
+        "",
+        f"`import ketameta`: {imports['wall_ms']:.0f} ms (median of 5 fresh processes). "
+        "Heaviest top-level imports by cumulative time (`python -X importtime -c "
+        "'import ketameta'`, microseconds):",
+        "",
+        "| module | self | cumulative |",
+        "|---|---|---|",
+        *(f"| {n.strip()} | {a:,} | {b:,} |" for n, a, b in imports["top"]),
+        "",
+        f"`import ketameta; ketameta.meta` (the first use, which loads the numeric stack): "
+        f"{imports['first_use_ms']:.0f} ms. Its heaviest imports (top level):",
+        "",
+        "| module | self | cumulative |",
+        "|---|---|---|",
+        *(f"| {n} | {a:,} | {b:,} |" for n, a, b in imports["first_use_top"]),
+        "",
+    ]
+    path.write_text("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -6,15 +6,25 @@ labels and escalc's attributes, and wraps the numbers in result objects.
 
 from __future__ import annotations
 
+import math
 import warnings
+from functools import lru_cache, partial
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from ketameta._core.batch import fit_batch
+from ketameta._core.fastpath import deferred, fit_one, upper_bound_at_limit
+from ketameta._core.tau2 import COMMON_METHODS
 from ketameta.exceptions import ConvergenceWarning, KetametaWarning, SingleStudyWarning
-from ketameta.synthesis._inputs import check_options, frozen, read_effects
+from ketameta.synthesis._inputs import (
+    Effects,
+    check_options,
+    frozen,
+    labels_from_sequence,
+    read_effects,
+)
 from ketameta.synthesis.results import BatchResult, MetaResult
 
 MethodName = Literal[
@@ -105,7 +115,9 @@ def meta(
     (-1.067, -0.362)
     """
     level = check_options(method, test, level)
-    study = read_effects(yi, vi, data=data, labels=labels, caller="meta()")
+    study = _plain_effects(yi, vi, labels) if data is None else None
+    if study is None:  # read_effects checks everything and names every unusable row
+        study = read_effects(yi, vi, data=data, labels=labels, caller="meta()")
     y, v, labs, k = study.yi, study.vi, study.labels, study.yi.size
     if data is not None:
         measure = measure if measure is not None else data.attrs.get("measure")
@@ -118,9 +130,13 @@ def meta(
             stacklevel=2,
         )
         used_test = "z"
-    out = fit_batch(
-        y, v, method=method, test=used_test, level=level, ci_tau2=k > 1, tol=tol, maxiter=maxiter
-    )
+    out = fit_one(y, v, method=method, test=used_test, level=level, tol=tol, maxiter=maxiter)
+    if out is None or k == 1:
+        out = fit_batch(
+            y, v, method=method, test=used_test, level=level, ci_tau2=False, stats=False,
+            tol=tol, maxiter=maxiter,
+        )  # fmt: skip
+        out = {key: val if key == "weights" else val.item() for key, val in out.items()}
     converged = bool(out["converged"])
     if not converged:
         warnings.warn(
@@ -129,29 +145,19 @@ def meta(
             ConvergenceWarning,
             stacklevel=2,
         )
-    nan_pair = (float("nan"), float("nan"))
-    if k > 1:
-        if not bool(out["ci_converged"]):
-            warnings.warn(
-                "meta(): the Q-profile search for the tau2 confidence bounds did not converge.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        tau2_ci = (float(out["tau2_ci_low"]), float(out["tau2_ci_high"]))
-        limit = max(100.0, 10.0 * float(out["tau2"]))  # metafor's tau2.max for confint()
-        if tau2_ci[1] >= limit:
-            warnings.warn(
-                f"meta(): the upper Q-profile bound of tau2 lies beyond metafor's search limit "
-                f"tau2.max = {limit:.6g} and is reported as that limit (metafor prints '>').",
-                KetametaWarning,
-                stacklevel=2,
-            )
-        tau_ci = (float(out["tau_ci_low"]), float(out["tau_ci_high"]))
-        i2_ci = (float(out["i2_ci_low"]), float(out["i2_ci_high"]))
-        h2_ci = (float(out["h2_ci_low"]), float(out["h2_ci_high"]))
-    else:
-        tau2_ci = tau_ci = i2_ci = h2_ci = nan_pair
-    return MetaResult(
+    tau2 = float(out["tau2"])
+    deferred = partial(
+        _deferred_parts, y, v, method=method, level=level, tau2=tau2, vt=float(out["vt"]),
+        tol=tol, maxiter=maxiter, scaled=None,  # normalized on first access, as fit_batch
+    )  # fmt: skip
+    given = {}
+    if maxiter < EAGER_BELOW_MAXITER:  # a capped search: every warning at fit time
+        given = deferred(eager=True)
+    elif k > 1 and method not in COMMON_METHODS:
+        limit = max(100.0, 10.0 * tau2)  # metafor's tau2.max for confint()
+        if upper_bound_at_limit(y, v, level=level, tau2=tau2, scaled=out.get("_scaled")):
+            _warn_limit(limit, stacklevel=3)
+    return MetaResult._from_fields(
         k=k,
         estimate=float(out["estimate"]),
         se=float(out["se"]),
@@ -161,18 +167,14 @@ def meta(
         ci_high=float(out["ci_high"]),
         pi_low=float(out["pi_low"]),
         pi_high=float(out["pi_high"]),
-        tau2=float(out["tau2"]),
-        tau2_ci=tau2_ci,
+        tau2=tau2,
         tau=float(out["tau"]),
-        tau_ci=tau_ci,
         i2=float(out["i2"]),
-        i2_ci=i2_ci,
         h2=float(out["h2"]),
-        h2_ci=h2_ci,
         q=float(out["q"]),
         q_df=k - 1,
         q_pvalue=float(out["q_pvalue"]),
-        weights=frozen(out["weights"]),
+        weights=_read_only(out["weights"]),
         method=method,
         test=used_test,
         level=level,
@@ -186,13 +188,74 @@ def meta(
         data=data,
         converged=converged,
         vt=float(out["vt"]),
-        se_tau2=float(out["se_tau2"]),
-        loglik=float(out["loglik"]),
-        deviance=float(out["deviance"]),
-        aic=float(out["aic"]),
-        bic=float(out["bic"]),
-        aicc=float(out["aicc"]),
+        _deferred=None if given else deferred,
+        **given,
     )
+
+
+def _plain_effects(yi, vi, labels):
+    """``read_effects`` for float64 vectors that are clearly fine (same length, finite,
+    vi > 0), with two reductions instead of a check per kind of problem; None for anything
+    else (read_effects then converts, checks and reports what is wrong)."""
+    if not (_is_vector(yi) and _is_vector(vi)) or yi.shape != vi.shape or yi.size == 0:
+        return None
+    # NaN or inf anywhere makes the sum non-finite (so may an overflow: read_effects decides)
+    if not (float(vi.min()) > 0.0 and math.isfinite(float(yi.sum()) + float(vi.sum()))):
+        return None
+    labs = _default_labels(yi.size) if labels is None else labels_from_sequence(labels, yi.size)
+    return Effects(yi, vi, labs)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A freshly computed array of this fit, made read-only (no copy needed)."""
+    a = np.asarray(a, dtype=np.float64)
+    a.flags.writeable = False
+    return a
+
+
+def _is_vector(x) -> bool:
+    return type(x) is np.ndarray and x.dtype == np.float64 and x.ndim == 1
+
+
+@lru_cache(maxsize=64)
+def _default_labels(k):
+    """The labels "Study 1", ..., "Study k" (one tuple per k, shared by its results)."""
+    return labels_from_sequence(None, k)
+
+
+#: ``meta(maxiter=...)`` below this computes the Q-profile interval at fit time (so that its
+#: ConvergenceWarning is raised by ``meta()``); otherwise on first access.
+EAGER_BELOW_MAXITER = 100
+
+
+def _warn_limit(limit, stacklevel):
+    warnings.warn(
+        f"meta(): the upper Q-profile bound of tau2 lies beyond metafor's search limit "
+        f"tau2.max = {limit:.6g} and is reported as that limit (metafor prints '>').",
+        KetametaWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def _deferred_parts(y, v, *, method, level, tau2, vt, tol, maxiter, scaled, eager=False):
+    """The Q-profile intervals and secondary statistics of a ``meta()`` fit (``MetaResult``
+    computes them on first access), with the Q-profile warnings of ``meta()`` (``eager``: called
+    by ``meta()`` itself, which then also warns about the search limit here)."""
+    out = deferred(
+        y, v, method=method, level=level, tau2=tau2, vt=vt, tol=tol, maxiter=maxiter,
+        scaled=scaled,
+    )  # fmt: skip
+    if not out.pop("ci_converged"):
+        warnings.warn(
+            "meta(): the Q-profile search for the tau2 confidence bounds did not converge.",
+            ConvergenceWarning,
+            stacklevel=3,  # meta()'s caller, or the line that reads the interval
+        )
+    if eager and y.size > 1 and method not in COMMON_METHODS:
+        limit = max(100.0, 10.0 * tau2)
+        if out["tau2_ci"][1] >= limit:
+            _warn_limit(limit, stacklevel=4)
+    return out
 
 
 def meta_batch(

@@ -18,11 +18,13 @@ import pandas as pd
 import patsy
 
 from ketameta._core.batch import fit_batch
+from ketameta._core.fastpath import fit_one
 from ketameta._core.regression import (
     METHODS,
     distinct_permutation_count,
     distinct_permutations,
     fit_mods,
+    normal_traces,
     permutation_statistics,
     predict_mods,
     tau2_mods,
@@ -99,7 +101,10 @@ class MetaRegResult(ResultMixin):
 
     def predict(self, newdata: pd.DataFrame) -> pd.DataFrame:
         """Predicted effects with CI and PI at new moderator values (``predict.rma``)."""
-        (X_new,) = patsy.build_design_matrices([self.design_info], newdata)
+        info = self.design_info
+        if info is None:  # numeric terms only (see _simple_design): the same design anywhere
+            info = patsy.dmatrix(self.formula, newdata.iloc[:1], NA_action="raise").design_info
+        (X_new,) = patsy.build_design_matrices([info], newdata)
         pred, se, lo, hi, plo, phi = predict_mods(np.asarray(X_new), self._fit, self.tau2)
         return pd.DataFrame(
             {"pred": pred, "se": se, "ci_low": lo, "ci_high": hi, "pi_low": plo, "pi_high": phi},
@@ -145,6 +150,33 @@ def _variables(data: pd.DataFrame, mods: str, skip: tuple[str, ...]) -> list[str
     ]
 
 
+_SIMPLE = re.compile(r"\s*~\s*(?:1\s*\+\s*)?([A-Za-z_]\w*(?:\s*\+\s*[A-Za-z_]\w*)*)\s*")
+
+
+def _simple_design(data: pd.DataFrame, mods: str) -> pd.DataFrame | None:
+    """The design matrix of ``"~ x1 + x2 + ..."`` (numeric columns, with the intercept) as
+    patsy builds it (columns ``Intercept, x1, x2, ...``; rows with a missing value dropped),
+    without patsy (~15 ms a call). None for any other formula: patsy builds it then."""
+    match = _SIMPLE.fullmatch(mods)
+    if match is None:
+        return None
+    names = [n.strip() for n in match.group(1).split("+")]
+    if len(set(names)) != len(names) or any(n not in data.columns for n in names):
+        return None
+    columns = [data[n] for n in names]
+    if not all(isinstance(c.dtype, np.dtype) and c.dtype.kind in "fiu" for c in columns):
+        return None  # bool, categorical, text, nullable types: patsy's rules apply
+    values = np.column_stack([np.ones(len(data))] + [c.to_numpy(dtype=float) for c in columns])
+    keep = ~np.isnan(values).any(axis=1)
+    return pd.DataFrame(values[keep], index=data.index[keep], columns=["Intercept", *names])
+
+
+def _intercept_only(y: np.ndarray, v: np.ndarray, method: str) -> dict:
+    """The model without moderators (for R²): the lean single fit, else the batched one."""
+    out = fit_one(y, v, method=method)
+    return out if out is not None else fit_batch(y, v, method=method, ci_tau2=False)
+
+
 def _check_levels(data: pd.DataFrame, variables: list[str]) -> None:
     """A declared category with no study gives an all-zero design column: say which."""
     for name in variables:
@@ -171,15 +203,13 @@ def _se_tau2(v: np.ndarray, X: np.ndarray, tau2: float, method: str) -> float:
     k, p = X.shape
     t = max(tau2, 0.0)
     w = 1.0 / (v + (0.0 if method == "DL" else t))
-    wx = w[:, None] * X
-    P = np.diag(w) - wx @ np.linalg.solve(X.T @ wx, wx.T)
+    tr, tr_pp, _ = normal_traces(X, w)  # p x p algebra: no k x k projection matrix
     if method == "REML":
-        return float(np.sqrt(2.0 / np.sum(P * P)))
+        return float(np.sqrt(2.0 / tr_pp))
     if method == "ML":
         return float(np.sqrt(2.0 / np.sum(w * w)))
     if method == "DL":
-        tr = np.trace(P)
-        return float(np.sqrt(2.0 * (k - p) + 4.0 * t * tr + 2.0 * t * t * np.sum(P * P)) / tr)
+        return float(np.sqrt(2.0 * (k - p) + 4.0 * t * tr + 2.0 * t * t * tr_pp) / tr)
     if method == "PM":
         return float(np.sqrt(2.0 * k * k / (k - p)) / np.sum(w))
     return float("nan")
@@ -249,11 +279,14 @@ def metareg(
     if test not in ("z", "knha"):
         raise ValueError(f"test must be 'z' or 'knha', got {test!r}")
     variables = _variables(data, mods, (yi, vi))
-    try:
-        X_all = patsy.dmatrix(mods, data, return_type="dataframe", NA_action="drop")
-    except patsy.PatsyError as err:
-        raise ValueError(f"mods: cannot build the design matrix from {mods!r}: {err}") from err
-    missing = [r for r in data.index if r not in X_all.index]
+    X_all = _simple_design(data, mods)
+    simple = X_all is not None
+    if not simple:
+        try:
+            X_all = patsy.dmatrix(mods, data, return_type="dataframe", NA_action="drop")
+        except patsy.PatsyError as err:
+            raise ValueError(f"mods: cannot build the design matrix from {mods!r}: {err}") from err
+    missing = [] if len(X_all) == len(data) else [r for r in data.index if r not in X_all.index]
     excluded: list[tuple[str, str]] = []
     if missing:
         for r in missing:
@@ -267,15 +300,15 @@ def metareg(
         )
         data = data.drop(index=missing)
     _check_levels(data, variables)
-    X_df = patsy.dmatrix(mods, data, return_type="dataframe", NA_action="raise")
+    if missing and not simple:  # rebuilt on the rows kept (levels seen only there go)
+        X_df = patsy.dmatrix(mods, data, return_type="dataframe", NA_action="raise")
+    else:  # the design matrix is built once
+        X_df = X_all
     X = X_df.to_numpy(dtype=float)
     y = data[yi].to_numpy(dtype=float)
     v = data[vi].to_numpy(dtype=float)
-    bad = [
-        str(r)
-        for r, a, b in zip(data.index, y, v, strict=True)
-        if not (np.isfinite(a) and np.isfinite(b) and b > 0)
-    ]
+    ok = np.isfinite(y) & np.isfinite(v) & (v > 0)
+    bad = [] if ok.all() else [str(r) for r in data.index[~ok]]
     if bad:
         raise DataValidationError(
             f"{yi!r} and {vi!r} must be finite with {vi!r} > 0; rows {', '.join(bad)} are not",
@@ -305,10 +338,10 @@ def metareg(
     r2 = float("nan")
     if method in ("FE", "EE") and has_intercept and p > 1:
         # metafor 3.8.1's R² of a fixed-effects model: the relative reduction of H² = QE/df
-        h2_null = float(fit_batch(y, v, method=method, ci_tau2=False)["q"]) / (k - 1)
+        h2_null = float(_intercept_only(y, v, method)["q"]) / (k - 1)
         r2 = max(0.0, 100.0 * (h2_null - fit["h2"]) / h2_null) if h2_null > 0 else 0.0
     elif has_intercept and p > 1:
-        tau2_re = float(fit_batch(y, v, method=method, ci_tau2=False)["tau2"])
+        tau2_re = float(_intercept_only(y, v, method)["tau2"])
         r2 = max(0.0, 100.0 * (tau2_re - tau2) / tau2_re) if tau2_re > 0 else 0.0
     names = ["intrcpt" if c == "Intercept" else c for c in X_df.columns]
     coef = pd.DataFrame(
@@ -346,7 +379,7 @@ def metareg(
         yi=y,
         vi=v,
         X=X,
-        design_info=X_df.design_info,
+        design_info=None if simple else X_df.design_info,
         _fit=fit,
     )
 

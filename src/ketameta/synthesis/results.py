@@ -7,7 +7,8 @@ shows that table through ``_repr_html_``. Results never recompute; plots and tab
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,53 @@ class ResultMixin:
 
     def __repr__(self) -> str:
         return printing.short_repr(self)
+
+
+_PENDING = object()
+_NAN_PAIR = (float("nan"), float("nan"))
+
+
+class _Deferred:
+    """A result field computed on first access and then cached (in the instance ``__dict__``).
+
+    ``MetaResult`` keeps its Q-profile intervals (``tau2_ci``, ``tau_ci``, ``i2_ci``,
+    ``h2_ci``) and secondary statistics (``se_tau2``, ``loglik``, ...) as such fields: a fit
+    does not pay for them until they are read (``summary()``, printing and reports read them).
+    A value given to the constructor is stored as is. Otherwise the instance's ``_deferred``
+    (a zero-argument callable returning a dict of every deferred field, or None: NaN) is called
+    once and all of them are cached together. A data descriptor, so it works on the frozen
+    dataclass: the generated ``__init__`` stores through ``__set__``, ``res.tau2_ci = x``
+    still raises ``FrozenInstanceError``.
+    """
+
+    def __set_name__(self, owner, name):
+        self.name = name
+        self.slot = "_v_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return _PENDING  # the dataclass default: "not given"
+        d = obj.__dict__
+        value = d.get(self.slot, _PENDING)
+        if value is _PENDING:
+            source = d.get("_deferred")
+            computed = source() if source is not None else {}
+            for name in _DEFERRED_FIELDS:
+                slot = "_v_" + name
+                if d.get(slot, _PENDING) is _PENDING:
+                    default = _NAN_PAIR if name.endswith("_ci") else float("nan")
+                    d[slot] = computed.get(name, default)
+            d["_deferred"] = None  # computed: drop the inputs it held
+            value = d[self.slot]
+        return value
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.slot] = value
+
+
+_DEFERRED_FIELDS = (
+    "tau2_ci", "tau_ci", "i2_ci", "h2_ci", "se_tau2", "loglik", "deviance", "aic", "bic", "aicc",
+)  # fmt: skip
 
 
 class StudyRowsMixin:
@@ -121,13 +169,9 @@ class MetaResult(StudyRowsMixin, ResultMixin):
     pi_low: float
     pi_high: float
     tau2: float
-    tau2_ci: tuple[float, float]
     tau: float
-    tau_ci: tuple[float, float]
     i2: float
-    i2_ci: tuple[float, float]
     h2: float
-    h2_ci: tuple[float, float]
     q: float
     q_df: int
     q_pvalue: float
@@ -145,14 +189,33 @@ class MetaResult(StudyRowsMixin, ResultMixin):
     data: pd.DataFrame | None = field(default=None, repr=False)
     converged: bool = True
     vt: float = float("nan")
-    se_tau2: float = float("nan")
-    loglik: float = float("nan")
-    deviance: float = float("nan")
-    aic: float = float("nan")
-    bic: float = float("nan")
-    aicc: float = float("nan")
+    # Computed on first access from ``_deferred`` (see :class:`_Deferred`) when not given:
+    tau2_ci: tuple[float, float] = _Deferred()
+    tau_ci: tuple[float, float] = _Deferred()
+    i2_ci: tuple[float, float] = _Deferred()
+    h2_ci: tuple[float, float] = _Deferred()
+    se_tau2: float = _Deferred()
+    loglik: float = _Deferred()
+    deviance: float = _Deferred()
+    aic: float = _Deferred()
+    bic: float = _Deferred()
+    aicc: float = _Deferred()
+    _deferred: Any = field(default=None, repr=False)
 
     _title = "Meta-analysis"
+
+    @classmethod
+    def _from_fields(cls, **values: Any) -> MetaResult:
+        """The instance ``MetaResult(**values)`` builds, without the generated ``__init__``
+        (one ``object.__setattr__`` per field, ~40 of them: a sixth of a small fit). For
+        ``meta()``, which passes every field without a default; no validation happens in
+        ``__init__`` either way."""
+        obj = object.__new__(cls)
+        d = obj.__dict__
+        d.update(_meta_defaults())
+        for name, value in values.items():
+            d["_v_" + name if name in _DEFERRED_FIELDS else name] = value
+        return obj
 
     def summary(self, transform: str | None = None) -> pd.DataFrame:
         """One-row DataFrame: pooled estimate, its test and intervals, and heterogeneity.
@@ -198,6 +261,16 @@ class MetaResult(StudyRowsMixin, ResultMixin):
         }
         table = pd.DataFrame([row], index=[self.measure or "estimate"])
         return printing.apply_transform(table, self.measure, transform)
+
+
+@lru_cache(maxsize=1)
+def _meta_defaults() -> dict:
+    """``MetaResult``'s field defaults as stored in an instance ``__dict__``."""
+    out = {}
+    for f in fields(MetaResult):
+        if f.default is not MISSING:
+            out["_v_" + f.name if f.name in _DEFERRED_FIELDS else f.name] = f.default
+    return out
 
 
 @dataclass(frozen=True, eq=False, repr=False)
