@@ -20,7 +20,7 @@ z-test and Bayesian sensitivity fits of small pools, which the small-k rule asks
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -180,10 +180,8 @@ def continuous_finding(
     question: str, outcome: str, result: Any, *, grade_options: dict[str, Any]
 ) -> Finding:
     """A summary-of-findings row for a pooled SMD (or MD) result."""
-    from ketameta.synthesis.grade import grade, plain_language
 
     data = result.data
-    n_studies = study_count(result)
     md = (result.measure or "") == "MD"
     name = "MD" if md else "SMD"
     relative = f"{name} {num(result.estimate)} {interval(result.ci_low, result.ci_high)}"
@@ -200,16 +198,27 @@ def continuous_finding(
         )
     else:
         absolute = ""
+    spoken = "MADRS scores" if md else "depression scores"
+    information = participants(data)[0] or None  # crossovers counted once
+    return _finding(question, outcome, result, relative, absolute, spoken, "continuous",
+                    grade_options, information)  # fmt: skip
+
+
+def _finding(question, outcome, result, relative, absolute, spoken, kind, grade_options,
+             information=None) -> Finding:  # fmt: skip
+    """Rate the certainty (GRADE) and assemble the row (shared by continuous and binary)."""
+    from ketameta.synthesis.grade import grade, plain_language
+
+    data = result.data
+    n_studies = study_count(result)
     assessment = grade(
         result,
         risk_of_bias=None if data is None else list(data["risk_of_bias"].astype(str)),
         indirect=indirectness(data),
-        outcome="continuous",
-        information=participants(data)[0] or None,  # crossovers counted once
+        outcome=kind,
+        information=information,
         **grade_options,
     )
-    spoken = "MADRS scores" if md else "depression scores"
-    statement = plain_language(result, assessment.certainty, outcome_name=spoken)
     return Finding(
         question,
         outcome,
@@ -220,7 +229,7 @@ def continuous_finding(
         absolute,
         assessment.certainty,
         tuple(assessment.footnotes()),
-        statement,
+        plain_language(result, assessment.certainty, outcome_name=spoken),
         small_k_note(result, n_studies),
         {"assessment": assessment},
     )
@@ -230,10 +239,8 @@ def binary_finding(
     question: str, outcome: str, result: Any, *, grade_options: dict[str, Any]
 ) -> Finding:
     """A summary-of-findings row for a pooled risk ratio."""
-    from ketameta.synthesis.grade import grade, plain_language
 
     data = result.data
-    n_studies = study_count(result)
     relative = f"RR {ratio(result.estimate)} {ratio_interval(result.ci_low, result.ci_high)}"
     events2 = pd.to_numeric(data["events2"], errors="coerce").sum()
     n2 = pd.to_numeric(data["n2"], errors="coerce").sum()
@@ -253,28 +260,9 @@ def binary_finding(
             nnt = f"; NNT {1000 / diff:.0f} [{1000 / d_high:.0f}, {1000 / d_low:.0f}]"
         else:
             nnt = "; NNT not finite (the CI includes no difference)"
-    assessment = grade(
-        result,
-        risk_of_bias=list(data["risk_of_bias"].astype(str)),
-        indirect=indirectness(data),
-        outcome="binary",
-        **grade_options,
-    )
-    statement = plain_language(result, assessment.certainty, outcome_name=outcome)
-    return Finding(
-        question,
-        outcome,
-        n_studies,
-        int(result.k),
-        _participants_text(data),
-        relative,
-        absolute + nnt,
-        assessment.certainty,
-        tuple(assessment.footnotes()),
-        statement,
-        small_k_note(result, n_studies),
-        {"assessment": assessment, "control_risk": control},
-    )
+    finding = _finding(question, outcome, result, relative, absolute + nnt, outcome, "binary",
+                       grade_options)  # fmt: skip
+    return replace(finding, extra={**finding.extra, "control_risk": control})
 
 
 def not_answerable(question: str, outcome: str, reason: str) -> Finding:
