@@ -260,7 +260,8 @@ def binary_finding(
             nnt = f"; NNT {1000 / diff:.0f} [{1000 / d_high:.0f}, {1000 / d_low:.0f}]"
         else:
             nnt = "; NNT not finite (the CI includes no difference)"
-    finding = _finding(question, outcome, result, relative, absolute + nnt, f"the chance of {outcome}", "binary",
+    spoken = f"the chance of {outcome}"
+    finding = _finding(question, outcome, result, relative, absolute + nnt, spoken, "binary",
                        grade_options)  # fmt: skip
     return replace(finding, extra={**finding.extra, "control_risk": control})
 
