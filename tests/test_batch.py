@@ -183,7 +183,7 @@ def test_meta_batch_rejects_bad_input(yi, vi, message):
     ("kwargs", "message"),
     [
         ({"method": "XX"}, "Unknown 'method'"),
-        ({"test": "t"}, "Unknown 'test'"),
+        ({"test": "hk"}, "Unknown 'test'"),
         ({"level": 0}, "'level'"),
         ({"level": 100}, "'level'"),
     ],

@@ -101,7 +101,7 @@ def test_without_attrs_nothing_is_invented():
         (([0.1, np.nan], [0.1, 0.2]), {}, r"'yi'\[1\].*yi is nan"),
         (([0.1, 0.2], [np.inf, 0.2]), {}, r"'vi'\[0\].*vi is inf"),
         (([0.1, 0.2], [0.1, 0.2]), {"method": "DSL"}, "Unknown 'method' 'DSL'"),
-        (([0.1, 0.2], [0.1, 0.2]), {"test": "t"}, "Unknown 'test' 't'"),
+        (([0.1, 0.2], [0.1, 0.2]), {"test": "hk"}, "Unknown 'test' 'hk'"),
         (([0.1, 0.2], [0.1, 0.2]), {"level": 0}, "'level' must be a percentage"),
         (([0.1, 0.2], [0.1, 0.2]), {"level": 100}, "'level' must be a percentage"),
         (([0.1, 0.2], [0.1, 0.2]), {"level": 0.95 * 200}, "'level' must be a percentage"),

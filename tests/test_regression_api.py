@@ -100,4 +100,4 @@ def test_options_are_checked_by_name():
     with pytest.raises(ValueError, match="level must be a percentage"):
         metareg(DF, "~ dose", level=0.95 * 200)
     with pytest.raises(ValueError, match="test must be 'z' or 'knha'"):
-        metareg(DF, "~ dose", test="t")
+        metareg(DF, "~ dose", test="hk")

@@ -292,7 +292,7 @@ def _format_meta(result, source: str, label: str) -> str:
         f"Model Results ({measure + '; ' if measure else ''}{level} CI; test: {result.test}):",
         "",
     ]
-    stat = "tval" if result.test == "knha" else "zval"
+    stat = "zval" if result.test == "z" else "tval"
     header = ["estimate", "se", stat, *(["df"] if result.df is not None else [])]
     header += ["pval", "ci.lb", "ci.ub"]
     row = [_num(result.estimate), _num(result.se), _num(result.statistic)]
@@ -625,8 +625,9 @@ def _add_effects_options(sub: argparse.ArgumentParser) -> None:
         "(default: REML)",
     )  # fmt: skip
     sub.add_argument(
-        "--test", default="z", choices=("z", "knha"),
-        help="z: Wald z test; knha: Hartung-Knapp with t quantiles (default: z)",
+        "--test", default="z", choices=("z", "t", "knha", "adhoc"),
+        help="z: Wald z test; t: t(k-1) quantiles; knha: Hartung-Knapp; adhoc: Hartung-Knapp "
+        "never below the z standard error (default: z)",
     )  # fmt: skip
     sub.add_argument(
         "--level", default=95.0, type=_percent, metavar="PERCENT",

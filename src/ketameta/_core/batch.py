@@ -12,7 +12,7 @@ import numpy as np
 
 from ketameta._core.arrays import normalize, prepare
 from ketameta._core.fitstats import fit_statistics, se_tau2
-from ketameta._core.pooling import TESTS, _pool_prepared
+from ketameta._core.pooling import TESTS, TESTS_TEXT, _pool_prepared
 from ketameta._core.tau2 import (
     COMMON_METHODS,
     METHODS,
@@ -46,8 +46,9 @@ def fit_batch(
         ``True`` where the study takes part (ragged batches).
     method : str
         tau² estimator (see :func:`ketameta._core.tau2.estimate_tau2`).
-    test : {"z", "knha"}
-        Wald z or Hartung-Knapp.
+    test : {"z", "t", "knha", "adhoc"}
+        Wald z, t(k - 1) with the unadjusted SE, Hartung-Knapp, or Hartung-Knapp with the
+        factor truncated below at 1 (metafor's names; see :func:`ketameta._core.pooling.pool`).
     level : float
         Confidence level in percent.
     ci_tau2 : bool
@@ -93,7 +94,7 @@ def fit_batch(
     if method not in METHODS:
         raise ValueError(f"Unknown 'method' {method!r}; choose one of {', '.join(METHODS)}.")
     if test not in TESTS:
-        raise ValueError(f"Unknown 'test' {test!r}; choose 'z' or 'knha'.")
+        raise ValueError(f"Unknown 'test' {test!r}; choose {TESTS_TEXT}.")
     if not 0.0 < float(level) < 100.0:
         raise ValueError(f"'level' must be a percentage in (0, 100), got {level!r}.")
     # prepare once (mask placeholders, k); the steps below take the prepared arrays

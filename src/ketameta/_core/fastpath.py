@@ -32,6 +32,7 @@ _FUSED = frozenset(
     {"EE", "FE", "DL", "HE", "HS", "HSk", "SJ", "ML", "REML", "EB", "PM", "MP", "SJIT", "PMM"}
 )
 _ROOT = frozenset({"EB", "PM", "MP", "SJIT"})
+_TESTS = frozenset({"z", "t", "knha", "adhoc"})  # every test of the batched engine
 _EPS = float(np.finfo(np.float64).eps)
 _LOG_2PI = math.log(2.0 * math.pi)
 _CRIT: dict = {}
@@ -136,8 +137,8 @@ def fit_one(yi, vi, *, method, test="z", level=95.0, tol=1e-12, maxiter=1000):
     declines (call ``fit_batch`` then). ``_scaled`` holds the normalized problem for
     :func:`deferred`.
     """
-    if not fits_lean(yi, vi, method):
-        return None
+    if not fits_lean(yi, vi, method) or test not in _TESTS:
+        return None  # an unknown test: fit_batch raises its error
     try:
         scaled = _moderate(yi, vi)
         if scaled is not None:  # nothing can overflow: no floating-point state to set
@@ -388,17 +389,20 @@ def _pool(p, m0, sw0, tau2, c, s, method, test, level):
     s2 = s * s
     t = tau2 / s2
     k = p.k
-    if test == "knha":
+    kh = test in ("knha", "adhoc")
+    if kh:
         M, sw, est = p.moments(t)
     else:
         sw, est = p.mean(t)
     w = p.W[0]
     uncentred = c / s + est
     var = 1.0 / sw
-    if test == "knha":
-        rss = M[0][2]
+    if test in ("t", "knha", "adhoc"):
         df = k - 1.0
-        var = (0.0 if rss <= _EPS else rss / df) * var
+        if kh:
+            rss = M[0][2]
+            s2w = 0.0 if rss <= _EPS else rss / df
+            var = (max(s2w, 1.0) if test == "adhoc" else s2w) * var
         se = math.sqrt(var)
         crit = _crit("t", level, df)
         stat = uncentred / se

@@ -88,7 +88,7 @@ def _leave_one_out_dl(yi, vi, *, test, level, budget=None):
     from scipy import special
 
     from ketameta._core.arrays import normalize
-    from ketameta._core.pooling import critical_values
+    from ketameta._core.pooling import KH_TESTS, T_TESTS, critical_values, kh_factor
 
     k = yi.size
     y, v, c, s = normalize(yi[None, :], vi[None, :], None)
@@ -127,10 +127,10 @@ def _leave_one_out_dl(yi, vi, *, test, level, budget=None):
     tau2, var, q, vt = out["tau2"], out["se"], out["q"], out["vt"]
     est = out["estimate"]
     df_t = kk - 1.0
-    if test == "knha":
-        rss = out["rss"]
-        s2w = np.where(rss <= np.finfo(np.float64).eps, 0.0, rss / df_t)
-        var = s2w * var
+    t_test = test in T_TESTS
+    if test in KH_TESTS:
+        var = kh_factor(out["rss"], df_t, test) * var
+    if t_test:
         crit = critical_values(level, df_t)
         df = np.full(k, df_t)
     else:
@@ -139,7 +139,7 @@ def _leave_one_out_dl(yi, vi, *, test, level, budget=None):
     se = np.sqrt(var)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         stat = (c / s + est) / se
-        if test == "knha":
+        if t_test:
             pval = 2.0 * special.stdtr(df_t, -np.abs(stat))
         else:
             pval = 2.0 * special.ndtr(-np.abs(stat))

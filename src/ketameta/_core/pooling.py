@@ -15,11 +15,32 @@ from scipy import special
 from ketameta._core.arrays import normalize, prepare, vdot, weighted_residuals, weights
 from ketameta._core.tau2 import COMMON_METHODS
 
-Test = Literal["z", "knha"]
-TESTS: tuple[str, ...] = ("z", "knha")
+Test = Literal["z", "t", "knha", "adhoc"]
+#: metafor's ``test=`` options: Wald z; t(k - p) with the unadjusted SE ("t"); Knapp-Hartung
+#: ("knha"); Knapp-Hartung with the scale factor truncated below at 1 ("adhoc").
+TESTS: tuple[str, ...] = ("z", "t", "knha", "adhoc")
+#: Tests with t(k - p) quantiles (and F tests of moderators).
+T_TESTS: frozenset[str] = frozenset({"t", "knha", "adhoc"})
+#: Tests that scale the variance by the Knapp-Hartung factor.
+KH_TESTS: frozenset[str] = frozenset({"knha", "adhoc"})
+TESTS_TEXT = "'z', 't', 'knha' or 'adhoc'"
 _EPS = np.finfo(
     np.float64
 ).eps  # metafor sets the Knapp-Hartung factor to 0 below .Machine$double.eps
+
+
+def kh_factor(rss, df, test):
+    """The variance scale factor of ``test`` from the weighted residual sum of squares.
+
+    ``"t"`` and ``"z"``: 1. ``"knha"``: rss / df, 0 where rss <= machine epsilon (metafor).
+    ``"adhoc"``: the knha factor truncated below at 1, max(1, rss / df) (metafor 3.8-1;
+    Jackson et al. 2017, sec. 4.3): the SE is never smaller than the unadjusted one.
+    """
+    if test not in KH_TESTS:
+        return np.ones(np.shape(rss))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s2w = np.where(rss <= _EPS, 0.0, rss / df)
+    return np.maximum(s2w, 1.0) if test == "adhoc" else s2w
 
 
 def critical_values(level, df=None):
@@ -83,10 +104,12 @@ def pool(
         Between-study variance for each meta-analysis (0 for a common-effect model).
     mask : array_like of bool, shape (..., k), optional
         ``True`` where the study takes part.
-    test : {"z", "knha"}
-        Wald z test, or Hartung-Knapp(-Sidik-Jonkman): the variance is multiplied by
-        s² = sum w (y - estimate)² / (k - 1) (not truncated at 1; s² = 0 when the weighted
-        residual sum of squares is <= machine epsilon, as metafor) and t(k - 1) quantiles are used.
+    test : {"z", "t", "knha", "adhoc"}
+        metafor's options. ``"z"``: Wald z test. ``"t"``: the same (unadjusted) SE with
+        t(k - 1) quantiles. ``"knha"``: Hartung-Knapp(-Sidik-Jonkman): the variance is
+        multiplied by s² = sum w (y - estimate)² / (k - 1) (not truncated at 1; s² = 0 when the
+        weighted residual sum of squares is <= machine epsilon, as metafor) and t(k - 1)
+        quantiles are used. ``"adhoc"``: as knha with s² truncated below at 1, max(1, s²).
         A single study (k = 1, no t(0) distribution) keeps its z interval and has df NaN
         (metafor would report se = 0 and no p-value).
     level : float
@@ -100,10 +123,10 @@ def pool(
     -------
     dict of ndarray
         ``k, estimate, se, statistic, pvalue, ci_low, ci_high, pi_low, pi_high, df`` (t df for
-        knha, NaN for z), ``weights`` (percent, shape (..., k), 0 where masked), ``q, q_df,
+        t/knha/adhoc, NaN for z), ``weights`` (percent, shape (..., k), 0 where masked), ``q, q_df,
         q_pvalue, i2`` (percent), ``h2, vt``. The prediction interval is metafor's
         ``predict()``: estimate ± crit · sqrt(se² + tau²) with crit the normal (z) or t(k - 1)
-        (knha) quantile.
+        (t, knha, adhoc) quantile and se the test's (adjusted) standard error.
 
     Examples
     --------
@@ -115,7 +138,7 @@ def pool(
     (-0.99, 0.2357)
     """
     if test not in TESTS:
-        raise ValueError(f"Unknown 'test' {test!r}; choose 'z' or 'knha'.")
+        raise ValueError(f"Unknown 'test' {test!r}; choose {TESTS_TEXT}.")
     if not 0.0 < float(level) < 100.0:
         raise ValueError(f"'level' must be a percentage in (0, 100), got {level!r}.")
     yi, vi, m, k = prepare(yi, vi, mask)
@@ -142,13 +165,12 @@ def _pool_prepared(
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         uncentred = c / s + est  # the estimate in the scaled units, for the test statistic
     var = 1.0 / sw
-    if test == "knha":
-        rss = vdot(w * e, e)
+    if test in T_TESTS:
         single = k <= 1  # no t(0): a single study keeps its own z interval, as meta() does
         df = np.where(single, np.nan, k - 1.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s2w = np.where(single, 1.0, np.where(rss <= _EPS, 0.0, rss / df))
-        var = s2w * var
+        if test in KH_TESTS:
+            s2w = np.where(single, 1.0, kh_factor(vdot(w * e, e), df, test))
+            var = s2w * var
         se = np.sqrt(var)
         crit = np.where(single, critical_values(level), critical_values(level, df))
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -24,7 +24,8 @@ Everything is vectorised over a leading axis of problems (``X`` shaped (n, k, p)
 what makes the permutation test fast; a single fit is the batch of one.
 
 Then ``b = (X'WX)⁻¹X'Wy`` with ``W = diag(1/(v + tau²))``; for ``test="knha"`` the covariance is
-scaled by ``y'Py/(k-p)`` and tests use t(k-p) and F(m, k-p), as metafor.
+scaled by ``y'Py/(k-p)``, for ``test="adhoc"`` by ``max(1, y'Py/(k-p))``, and ``"t"`` keeps it;
+those three use t(k-p) tests and QM as F(m, k-p), as metafor.
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ METHODS = (
     "SJIT",
 )
 PM_ROOTS = ("PM", "MP", "EB", "SJIT")  # estimators whose value is the PM root
+T_TESTS = frozenset({"t", "knha", "adhoc"})  # t(k - p) tests and QM as F(m, k - p)
+
+
+def _kh_scale(rss, df, test):
+    """The covariance scale factor of ``test`` from ``y'Py``: 1 (z, t), ``y'Py/(k-p)`` (knha),
+    ``max(1, y'Py/(k-p))`` (adhoc: never below the unadjusted covariance)."""
+    if test not in ("knha", "adhoc"):
+        return np.ones(np.shape(rss))
+    s2 = np.asarray(rss, dtype=float) / df
+    return np.maximum(s2, 1.0) if test == "adhoc" else s2
 
 
 def _projection(X: Array, w: Array) -> tuple[Array, Array]:
@@ -225,18 +236,18 @@ def tau2_mods(
 def wald_batch(
     y: Array, v: Array, X: Array, tau2: Array, *, test: str = "z", intercept: bool = True
 ) -> tuple[Array, Array]:
-    """Coefficient statistics (n, p) and QM (n,) of many models (QM as F for ``knha``)."""
+    """Coefficient statistics (n, p) and QM (n,) of many models (QM as F for t/knha/adhoc)."""
     n, k, p = X.shape
     y = np.broadcast_to(np.asarray(y, dtype=float), (n, k))
     w = 1.0 / (np.broadcast_to(v, (n, k)) + np.asarray(tau2)[:, None])
     Py, b, _, vb = _residual_parts(y, X, w)
-    if test == "knha":
-        vb = vb * (np.sum(y * Py, -1) / (k - p))[:, None, None]
+    if test in ("knha", "adhoc"):
+        vb = vb * _kh_scale(np.sum(y * Py, -1), k - p, test)[:, None, None]
     stat = b / np.sqrt(np.einsum("nii->ni", vb))
     idx = np.arange(1 if intercept and p > 1 else 0, p)
     bm = b[:, idx]
     qm = np.einsum("ni,ni->n", bm, np.linalg.solve(vb[:, idx][:, :, idx], bm[..., None])[..., 0])
-    return stat, qm / len(idx) if test == "knha" else qm
+    return stat, qm / len(idx) if test in T_TESTS else qm
 
 
 def fit_mods(
@@ -260,15 +271,14 @@ def fit_mods(
     vb = np.linalg.inv(X.T @ (w[:, None] * X))
     b = vb @ (X.T @ (w * y))
     df = k - p
-    if test == "knha":
+    if test in ("knha", "adhoc"):
         e = y - X @ b
-        s2 = float(w @ (e * e)) / df  # y'Py = sum w e² at the weighted LS fit
-        vb = vb * s2
+        vb = vb * float(_kh_scale(float(w @ (e * e)), df, test))  # y'Py = sum w e² at the fit
     se = np.sqrt(np.diag(vb))
     stat = b / se
     alpha = 1.0 - level / 100.0
     # scipy.special: the functions scipy.stats' t/norm/chi2/f call, without its overhead
-    if test == "knha":
+    if test in T_TESTS:
         crit = float(special.stdtrit(df, 1.0 - alpha / 2.0))
         pval = 2.0 * special.stdtr(df, -np.abs(stat))
     else:
@@ -278,7 +288,7 @@ def fit_mods(
     m = len(idx)
     bm = b[idx]
     qm = float(bm @ np.linalg.solve(vb[np.ix_(idx, idx)], bm))
-    if test == "knha":
+    if test in T_TESTS:
         qm /= m
         qm_p = float(special.fdtrc(m, df, qm))
     else:
@@ -301,7 +311,7 @@ def fit_mods(
         "pvalue": pval,
         "ci_low": b - crit * se,
         "ci_high": b + crit * se,
-        "df": df if test == "knha" else None,
+        "df": df if test in T_TESTS else None,
         "qm": qm,
         "qm_df": m,
         "qm_pvalue": qm_p,

@@ -186,7 +186,9 @@ def pooled_label(res: Any, title: str) -> str:
         model = "common effect" + COMMON_EFFECT[res.method]
     else:
         model = f"random effects, {res.method}"
-    test = ", Hartung-Knapp" if getattr(res, "test", "z") == "knha" else ""
+    test = {"knha": ", Hartung-Knapp", "adhoc": ", Hartung-Knapp (ad hoc)", "t": ", t test"}.get(
+        getattr(res, "test", "z"), ""
+    )
     return f"{title} ({model}{test}; k = {res.k})"
 
 

@@ -158,7 +158,7 @@ def _timepoint(value: Any) -> tuple[Any, str | None]:
 ANALYSIS_KEYS: dict[str, Callable[[Any], tuple[Any, str | None]]] = {
     "measure": _choice(("SMD", "MD", "RR", "OR", "RD")),
     "method": _choice(tuple(METHODS)),
-    "test": _choice(("z", "knha")),
+    "test": _choice(("z", "t", "knha", "adhoc")),
     "level": _level,
     "timepoint": _timepoint,
     "multiarm": _choice(("combine", "split")),

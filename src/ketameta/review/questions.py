@@ -162,7 +162,7 @@ class Settings:
 
     measure: Literal["SMD", "MD", "RR", "OR", "RD"] = "SMD"
     method: str = "REML"
-    test: Literal["z", "knha"] = "knha"
+    test: Literal["z", "t", "knha", "adhoc"] = "knha"
     level: float = 95.0
     timepoint: Any = "primary"
     multiarm: Literal["combine", "split"] = "combine"

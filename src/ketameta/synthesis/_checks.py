@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ketameta._core.pooling import TESTS
+from ketameta._core.pooling import TESTS, TESTS_TEXT
 from ketameta._core.tau2 import METHODS
 from ketameta.exceptions import DataValidationError
 
@@ -148,7 +148,7 @@ def check_options(method, test, level) -> float:
             f"Unknown 'method' {method!r}; choose one of {', '.join(METHODS)}.", argument="method"
         )
     if test not in TESTS:
-        raise _fail(f"Unknown 'test' {test!r}; choose 'z' or 'knha'.", argument="test")
+        raise _fail(f"Unknown 'test' {test!r}; choose {TESTS_TEXT}.", argument="test")
     if not _is_real(level):
         raise _fail(f"'level' must be a number (percent), got {level!r}.", argument="level")
     level = float(level)

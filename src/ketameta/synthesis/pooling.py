@@ -16,6 +16,7 @@ import pandas as pd
 
 from ketameta._core.batch import fit_batch
 from ketameta._core.fastpath import deferred, fit_one, upper_bound_at_limit
+from ketameta._core.pooling import T_TESTS
 from ketameta._core.tau2 import COMMON_METHODS
 from ketameta.exceptions import ConvergenceWarning, KetametaWarning, SingleStudyWarning
 from ketameta.synthesis._inputs import (
@@ -30,7 +31,7 @@ from ketameta.synthesis.results import BatchResult, MetaResult
 MethodName = Literal[
     "EE", "FE", "DL", "HE", "HS", "HSk", "SJ", "ML", "REML", "EB", "PM", "MP", "PMM", "DLIT", "SJIT"
 ]
-TestName = Literal["z", "knha"]
+TestName = Literal["z", "t", "knha", "adhoc"]
 
 
 def meta(
@@ -62,8 +63,12 @@ def meta(
         estimators are solved to the exact root (tol 1e-12); metafor's defaults stop early
         (PM off by up to ~4e-4 relative), so compare with
         ``rma(..., control=list(tol=1e-12, threshold=1e-12))``.
-    test : {"z", "knha"}
-        Wald z test, or Hartung-Knapp(-Sidik-Jonkman) with t(k - 1) quantiles.
+    test : {"z", "t", "knha", "adhoc"}
+        metafor's ``test=``: ``"z"`` Wald z test; ``"t"`` the same standard error with t(k - 1)
+        quantiles for the test, CI and prediction interval; ``"knha"`` Hartung-Knapp(-Sidik-
+        Jonkman): the variance times s² = sum w (y - estimate)² / (k - 1), t(k - 1);
+        ``"adhoc"`` Hartung-Knapp with the ad hoc truncation max(1, s²), so the standard error
+        is never smaller than the unadjusted one (Jackson et al. 2017), t(k - 1).
     level : float
         Confidence level in percent (default 95).
     labels : sequence of str or str, optional
@@ -125,7 +130,7 @@ def meta(
     if k == 1:
         warnings.warn(
             f"Only one study ({labs[0]!r}): it is returned as the pooled estimate with tau2 = 0"
-            + (" and its z interval (knha needs k >= 2)." if test == "knha" else "."),
+            + (f" and its z interval ({test} needs k >= 2)." if test in T_TESTS else "."),
             SingleStudyWarning,
             stacklevel=2,
         )
@@ -178,7 +183,7 @@ def meta(
         method=method,
         test=used_test,
         level=level,
-        df=k - 1 if used_test == "knha" else None,
+        df=k - 1 if used_test in T_TESTS else None,
         yi=frozen(y),
         vi=frozen(v),
         labels=labs,

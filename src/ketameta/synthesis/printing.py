@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ketameta._core.pooling import T_TESTS
 from ketameta.tables import RATIO_MEASURES
 
 DIGITS = 4
@@ -137,7 +138,7 @@ def table_lines(header: list[str], rows: list[list[str]], names: list[str] | Non
 
 def _coef_table(rows, test: str, digits: int, signif: bool, names=None):
     """Estimate table; ``rows`` are (estimate, se, statistic, df, p, ci_low, ci_high)."""
-    knha = test == "knha"
+    knha = test in T_TESTS  # metafor prints tval and df for t, knha and adhoc
     header = ["estimate", "se", "tval" if knha else "zval"] + (["df"] if knha else [])
     header += ["pval", "ci.lb", "ci.ub"] + ([""] if signif else [])
     cells = []
@@ -253,7 +254,7 @@ def format_metareg(res, *, digits: int = DIGITS, signif_stars: bool = True) -> s
     if res.p > 1 and _finite(res.qm):
         first = 2 if res.coef.index[0] == "intrcpt" else 1
         btt = f"s {first}:{first + res.qm_df - 1}" if res.qm_df > 1 else f" {first}"
-        df = (res.qm_df, res.k - res.p) if res.test == "knha" else res.qm_df
+        df = (res.qm_df, res.k - res.p) if res.test in T_TESTS else res.qm_df
         lines += [f"Test of Moderators (coefficient{btt}):"]
         lines += [_test("QM", res.qm, df, res.qm_pvalue, digits), ""]
     rows = [_row(r, res.k - res.p) for r in res.coef.itertuples()]
@@ -345,7 +346,7 @@ def _est(measure, level, test, r) -> list[tuple[str, str, str]]:
     return [
         (f"Estimate{f' (log {label})' if ratio else ''}", "estimate", fmtx(r.estimate)),
         ("Standard error", "se", fmtx(r.se)),
-        ("t value" if test == "knha" else "z value", "statistic", fmtx(r.statistic)),
+        ("t value" if test in T_TESTS else "z value", "statistic", fmtx(r.statistic)),
         ("p-value", "pvalue", fmtp(r.pvalue)),
         (f"{level:g}% CI", "ci_low, ci_high", _interval(r.ci_low, r.ci_high)),
     ] + (

@@ -238,8 +238,10 @@ def metareg(
         ``"ML"``, ``"DL"``, ``"HE"``, ``"HS"``, ``"HSk"``, ``"SJ"``, ``"PM"``, ``"MP"``,
         ``"PMM"``, ``"EB"``, ``"DLIT"``, ``"SJIT"``, ``"FE"``, ``"EE"`` (``METHODS`` of
         `ketameta._core.regression`). Iterative ones are solved to exact roots.
-    test : {"z", "knha"}
-        ``"knha"`` scales the covariance by ``y'Py/(k-p)``: t(k-p) tests and QM as F(m, k-p).
+    test : {"z", "t", "knha", "adhoc"}
+        ``"z"``: Wald z tests and QM as chi-square. ``"t"``: the same covariance with t(k-p)
+        tests and QM as F(m, k-p). ``"knha"`` scales the covariance by ``y'Py/(k-p)``,
+        ``"adhoc"`` by ``max(1, y'Py/(k-p))``: both t(k-p) tests and QM as F(m, k-p).
 
     Returns
     -------
@@ -276,8 +278,8 @@ def metareg(
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if not isinstance(level, (int, float)) or not 0 < level < 100:
         raise ValueError(f"level must be a percentage between 0 and 100, got {level!r}")
-    if test not in ("z", "knha"):
-        raise ValueError(f"test must be 'z' or 'knha', got {test!r}")
+    if test not in ("z", "t", "knha", "adhoc"):
+        raise ValueError(f"test must be 'z' or 'knha' (or 't', 'adhoc'), got {test!r}")
     variables = _variables(data, mods, (yi, vi))
     X_all = _simple_design(data, mods)
     simple = X_all is not None

@@ -134,16 +134,16 @@ class MetaResult(StudyRowsMixin, ResultMixin):
     """A fitted common-effect or random-effects meta-analysis (metafor's ``rma.uni`` record).
 
     Attributes (metafor's names in brackets): ``k``; ``estimate`` [b], ``se``, ``statistic``
-    [zval, a t value when ``test="knha"``], ``pvalue`` [pval], ``ci_low``/``ci_high``
-    [ci.lb/ci.ub]; ``pi_low``/``pi_high`` [predict()'s pi.lb/pi.ub]; ``tau2`` with its
-    Q-profile interval ``tau2_ci``, ``tau``/``tau_ci``, ``i2`` (percent)/``i2_ci``, ``h2``/
-    ``h2_ci`` [confint()]; ``q``, ``q_df``, ``q_pvalue`` [QE, QEp]; ``weights`` (percent per
-    study); ``method``, ``test``, ``level`` (percent), ``df`` (t df for knha, else None);
-    the inputs ``yi``, ``vi``, ``labels``; ``measure`` and ``favours_group1`` (from escalc);
-    ``excluded`` (``(label, reason)`` pairs excluded upstream); ``data`` (the rows used, or
-    None); ``converged``; ``vt`` (typical within-study variance used for I² and H²);
-    ``se_tau2`` [se.tau2]; ``loglik``, ``deviance``, ``aic``, ``bic``, ``aicc`` [fitstats():
-    restricted likelihood for REML, ML likelihood otherwise].
+    [zval, a t value when ``test`` is ``"t"``, ``"knha"`` or ``"adhoc"``], ``pvalue`` [pval],
+    ``ci_low``/``ci_high`` [ci.lb/ci.ub]; ``pi_low``/``pi_high`` [predict()'s pi.lb/pi.ub];
+    ``tau2`` with its Q-profile interval ``tau2_ci``, ``tau``/``tau_ci``, ``i2``
+    (percent)/``i2_ci``, ``h2``/``h2_ci`` [confint()]; ``q``, ``q_df``, ``q_pvalue`` [QE, QEp];
+    ``weights`` (percent per study); ``method``, ``test``, ``level`` (percent), ``df`` (t df for
+    t/knha/adhoc, else None); the inputs ``yi``, ``vi``, ``labels``; ``measure`` and
+    ``favours_group1`` (from escalc); ``excluded`` (``(label, reason)`` pairs excluded
+    upstream); ``data`` (the rows used, or None); ``converged``; ``vt`` (typical within-study
+    variance used for I² and H²); ``se_tau2`` [se.tau2]; ``loglik``, ``deviance``, ``aic``,
+    ``bic``, ``aicc`` [fitstats(): restricted likelihood for REML, ML likelihood otherwise].
     Ratio measures (RR, OR, ROM, PETO) stay on the log scale here.
 
     Examples

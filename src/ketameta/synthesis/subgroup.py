@@ -24,6 +24,8 @@ from ketameta.synthesis.pooling import meta
 from ketameta.synthesis.regression import metareg
 from ketameta.synthesis.results import MetaResult, ResultMixin
 
+T_TESTS = ("t", "knha", "adhoc")  # tests with t / F reference distributions (metafor)
+
 
 @dataclass(frozen=True)
 class SubgroupTest:
@@ -142,7 +144,7 @@ def subgroup(
     by: str,
     *,
     method: str = "REML",
-    test: Literal["z", "knha"] = "z",
+    test: Literal["z", "t", "knha", "adhoc"] = "z",
     tau2: Literal["separate", "common"] = "separate",
     level: float = 95.0,
     yi: str = "yi",
@@ -249,10 +251,10 @@ def subgroup(
         test_common = SubgroupTest(
             float(common_model.qm),
             (common_model.qm_df, common_model.k - common_model.p)
-            if test == "knha"
+            if test in T_TESTS
             else common_model.qm_df,
             float(common_model.qm_pvalue),
-            "F" if test == "knha" else "chi2",
+            "F" if test in T_TESTS else "chi2",
         )
     else:
         warnings.warn(
