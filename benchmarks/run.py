@@ -3,7 +3,7 @@
 Run from the repository root after ``pip install -e ".[dev,bench]"`` (metafor: ``apt-get install
 r-base-core r-cran-metafor``; skipped with a message when ``Rscript`` is missing)::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py   # ~4-5 minutes
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py   # ~15 minutes
     python benchmarks/run.py --quick     # fewer repeats
     python benchmarks/run.py --full      # adds metafor's GOSH REML k=16 (~6 more minutes)
 
@@ -56,6 +56,17 @@ def data(k: int, seed: int, n: int | None = None) -> tuple[np.ndarray, np.ndarra
     vi = rng.uniform(0.01, 0.2, shape)
     yi = rng.normal(0.3, np.sqrt(0.1 + vi))
     return yi, vi
+
+
+def mv_data(n_studies: int, per: int, seed: int) -> pd.DataFrame:
+    """Three-level data: ``per`` effects in each of ``n_studies`` studies; study effects
+    ``u ~ N(0, 0.05)``, ``vi ~ U(0.01, 0.2)``, ``yi ~ N(0.3 + u, 0.03 + vi)`` (variances)."""
+    rng = np.random.default_rng(seed)
+    study = np.repeat(np.arange(1, n_studies + 1), per)
+    vi = rng.uniform(0.01, 0.2, study.size)
+    u = rng.normal(0.0, np.sqrt(0.05), n_studies)[study - 1]
+    yi = rng.normal(0.3 + u, np.sqrt(0.03 + vi))
+    return pd.DataFrame({"study": study, "es": np.arange(1, study.size + 1), "yi": yi, "vi": vi})
 
 
 def timed(fn, budget: float, max_repeats: int = 30) -> tuple[float, int]:
@@ -290,7 +301,52 @@ def build_workloads(quick: bool):
             ("tau2_del", "cooks_d"),
         )
     )
+    # three-level model (random = ~ 1 | study/es), REML: metafor's rma.mv (metafor_server.R)
+    for n_studies, seed in ((50, 8), (500, 9)):
+        frame_mv = mv_data(n_studies, 4, seed)
+        k = len(frame_mv)
+        sets[f"mv_k{k}"] = {c: frame_mv[c].to_numpy() for c in frame_mv.columns}
+
+        def ours_mv(frame_mv=frame_mv):
+            r = km.meta_mv("yi", "vi", data=frame_mv, random="~ 1 | study/es")
+            return r.coef["estimate"].to_numpy(), np.asarray(r.sigma2)
+
+        name = f"rma.mv 3-level REML, k={k} ({n_studies} studies)"
+        out.append((name, ours_mv, {}, f"mv_k{k}", ("estimate", "sigma2")))
+        if k == 200:
+            fit_mv = km.meta_mv("yi", "vi", data=frame_mv, random="~ 1 | study/es")
+
+            def ours_cr2(fit_mv=fit_mv):
+                rb = km.robust(fit_mv, "study", adjust="CR2")
+                return rb.coef["se"].to_numpy(), rb.coef["df"].to_numpy()
+
+            out.append(("robust CR2, 3-level k=200", ours_cr2, {}, "cr2", ("se", "df")))
+    # Bayesian random effects, half-normal(0.5) prior on tau (R's bayesmeta when installed)
+    yi, vi = data(10, seed=10)
+    sets["bayes_k10"] = {"yi": yi, "vi": vi}
+
+    def ours_bayes(yi=yi, vi=vi):
+        r = km.meta_bayes(yi, vi, tau_prior="half-normal", tau_scale=0.5)
+        return np.array([r.estimate]), np.array([r.tau])
+
+    out.append(("meta_bayes half-normal(0.5), k=10", ours_bayes, {}, "bayes", ("mu", "tau")))
     return sets, out
+
+
+# Workloads timed in metafor_server.R whose numbers are checked there, before timing:
+# {workload: {row label: server key}}; they must agree with ketameta's to MV_RTOL.
+MV_RTOL = 1e-5
+SERVER_CHECKED = {
+    "rma.mv 3-level REML, k=200 (50 studies)": {
+        "metafor": "rma.mv 3-level REML, k=200 (50 studies)",
+        "metafor (sparse=TRUE)": "rma.mv 3-level REML, k=200 (50 studies)|sparse",
+    },
+    "rma.mv 3-level REML, k=2000 (500 studies)": {
+        # metafor's default (dense) takes minutes here: timed once by metafor_bench.R
+        "metafor (sparse=TRUE)": "rma.mv 3-level REML, k=2000 (500 studies)|sparse",
+    },
+    "robust CR2, 3-level k=200": {"clubSandwich coef_test": "robust CR2, 3-level k=200"},
+}
 
 
 # Where a peer differs from ketameta by design (printed beside the check).
@@ -307,6 +363,10 @@ NOTES = {
 
 
 def note(peer: str, workload: str, tight: bool) -> str:
+    if "rma.mv" in workload:
+        return "metafor's defaults (nlminb); required to agree to 1e-5 before timing"
+    if "CR2" in workload:
+        return "coef_test(vcov = 'CR2') on metafor's fit: SE and Satterthwaite df"
     if "perm" in workload:
         return NOTES.get((peer, "perm"), "")
     reml = "REML" in workload or "influence" in workload or "leave" in workload
@@ -350,6 +410,15 @@ class MetaforServer:
 
         return Timed()
 
+    def values(self, workload: str) -> np.ndarray | None:
+        """The numbers the server computes for ``workload`` (None without R or the workload)."""
+        if self.proc is None:
+            return None
+        self.proc.stdin.write(f"values\t{workload}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline().split()
+        return None if line in ([], ["NA"]) else np.array([float(v) for v in line])
+
     def close(self) -> None:
         if self.proc is not None:
             self.proc.stdin.write("quit\n")
@@ -388,6 +457,18 @@ def run_metafor(sets: dict, quick: bool, full: bool, workdir: Path):
     return {r.workload: (r.seconds, int(r.repeats)) for r in times.itertuples()}, values, rss
 
 
+def r_has(package: str) -> bool:
+    """Whether R has ``package`` installed."""
+    if shutil.which("Rscript") is None:
+        return False
+    out = subprocess.run(
+        ["Rscript", "-e", f'cat(requireNamespace("{package}", quietly = TRUE))'],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip() == "TRUE"
+
+
 def r_version() -> str:
     if shutil.which("Rscript") is None:
         return "R not installed"
@@ -403,6 +484,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--full", action="store_true", help="also metafor GOSH REML k=16")
+    parser.add_argument("--only", default="", help="only workloads whose name contains this")
     parser.add_argument("--no-memory", action="store_true", help="skip bench_memory.py")
     parser.add_argument(
         "--results", default=str(HERE / "RESULTS.md"), help="markdown written ('' for none)"
@@ -419,6 +501,7 @@ def main() -> None:
         if var in os.environ:
             print(f"note: {var}={os.environ[var]} is set (slows numpy; unset it for benchmarks)")
     sets, workloads = build_workloads(args.quick)
+    workloads = [w for w in workloads if args.only in w[0]]
     checks, rows, memory = [], [], {}
     tmpdir = tempfile.TemporaryDirectory()
     workdir = Path(tmpdir.name)
@@ -464,6 +547,26 @@ def main() -> None:
                 fns[peer] = fn
         if name in SERVED and server.timer(name) is not None:
             fns["metafor"] = server.timer(name)
+        for label, key in SERVER_CHECKED.get(name, {}).items():
+            got_flat = server.values(key)
+            if got_flat is None:
+                print(f"  {label}: not available (R, metafor or clubSandwich missing)")
+                continue
+            sizes = np.cumsum([np.size(r) for r in ref])[:-1]
+            got = np.split(got_flat, sizes)
+            diffs = [rel(g, r) for g, r in zip(got, ref, strict=True)]
+            checks.append((name, label, *diffs[:2], n_off(got, ref), note(label, name, True)))
+            if max(diffs) > MV_RTOL:
+                print(
+                    f"  {label}: differs from ketameta by {max(diffs):.2g} > {MV_RTOL}; not timed"
+                )
+                continue
+            fns[label] = server.timer(key)
+        if name.startswith("meta_bayes") and not r_has("bayesmeta"):
+            print(
+                "  bayesmeta (R) is not installed (no r-cran-bayesmeta in Debian): "
+                "ketameta timed alone"
+            )
         for label, (med, reps) in interleaved(fns, budget).items():
             rows.append((name, label, med, reps))
         rows.extend((name, peer, first, 1) for peer, first in slow.items())
@@ -477,7 +580,10 @@ def main() -> None:
             for suffix, tight in (("", True), ("_default", False)):
                 if key + suffix not in r_values:
                     continue
-                got = [r_values[key + suffix][c].to_numpy() for c in labels]
+                got = [
+                    r_values[key + suffix][c].to_numpy()[: np.size(r)]
+                    for c, r in zip(labels, ref, strict=True)
+                ]
                 diffs = [rel(g, r) for g, r in zip(got, ref, strict=True)]
                 diffs += [np.nan] * (2 - len(diffs))
                 peer = "metafor" if tight else "metafor (defaults)"
@@ -718,7 +824,10 @@ def write_results(path, check, table, mem, imports, machine) -> None:
         *(f"| {n} | {a:,} | {b:,} |" for n, a, b in imports["first_use_top"]),
         "",
     ]
-    path.write_text("\n".join(lines))
+    # keep the hand-written analysis below the generated part (from its "---" line on)
+    previous = path.read_text() if path.exists() else ""
+    notes = previous[previous.index("\n---\n") :] if "\n---\n" in previous else ""
+    path.write_text("\n".join(lines) + notes)
 
 
 if __name__ == "__main__":
