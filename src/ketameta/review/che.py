@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 
 from ketameta.review.evidence import CONTINUOUS_OUTCOMES, record_effects
-from ketameta.review.questions import Settings, _out_of_scope
+from ketameta.review.questions import Settings
+from ketameta.review.records import out_of_scope
 
 CHE_RHO = 0.6  # working correlation of records within a study (Pustejovsky & Tipton's default)
 CHE_WINDOW = (0.0, 42.0)  # days: acute-phase records (every timepoint up to six weeks)
@@ -63,7 +64,7 @@ def che_effects(
         & (studies["outcome_type"].isin(CONTINUOUS_OUTCOMES))
         & (studies["contrast"] == "ketamine_vs_control")
     ]
-    scope, excluded = _out_of_scope(scope)
+    scope, excluded = out_of_scope(scope)
     days = pd.to_numeric(scope["timepoint_days"], errors="coerce")
     inside = days.between(*window)
     excluded += [

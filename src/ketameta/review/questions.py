@@ -38,7 +38,12 @@ import pandas as pd
 from ketameta.exceptions import ExcludedStudyWarning, KetametaWarning
 from ketameta.review.evidence import CONTINUOUS_OUTCOMES, record_effects
 from ketameta.review.evidence_binary import BINARY_OUTCOMES, record_binary_effects
-from ketameta.review.records import resolve_shared_controls, select_binary_records, select_records
+from ketameta.review.records import (
+    out_of_scope,
+    resolve_shared_controls,
+    select_binary_records,
+    select_records,
+)
 from ketameta.synthesis.pooling import meta
 from ketameta.synthesis.results import ResultMixin
 from ketameta.synthesis.subgroup import subgroup
@@ -267,27 +272,6 @@ def _default_studies() -> pd.DataFrame:
     return load_studies()
 
 
-def _out_of_scope(scope: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Leave out, with the reason, records that no question pools: reports of participants
-    counted in another study of the table, head-to-head comparisons of two ketamine forms, and
-    comparisons against an active antidepressant."""
-    excluded: list[tuple[str, str]] = []
-    keep = pd.Series(True, index=scope.index)
-    for idx, row in scope.iterrows():
-        other = str(row.get("duplicate_of", "") or "")
-        if other and other != "nan":
-            reason = f"same participants as {other} (duplicate_of): counted there, not twice"
-        elif row.get("contrast") == "head_to_head":
-            reason = "head-to-head comparison of two ketamine forms: not pooled against control"
-        elif row.get("comparator") == "other_active":
-            reason = "active antidepressant comparator: a different question, not pooled"
-        else:
-            continue
-        keep[idx] = False
-        excluded.append((str(row["record_id"]), reason))
-    return scope[keep], excluded
-
-
 def prepare_effects(
     studies: pd.DataFrame, settings: Settings
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
@@ -300,7 +284,7 @@ def prepare_effects(
     ]
     if settings.measure == "MD":
         scope = scope[scope["scale"] == "MADRS"]
-    scope, excluded = _out_of_scope(scope)
+    scope, excluded = out_of_scope(scope)
     selected, dropped = select_records(scope, timepoint=settings.timepoint)
     excluded += dropped
     resolved, dropped = resolve_shared_controls(selected, strategy=settings.multiarm)
@@ -343,7 +327,7 @@ def _prepare_binary(
         (rid, "crossover counts over both periods: the paired counts are not reported")
         for rid in scope.loc[crossover & ~single, "record_id"]
     ]
-    scope, dropped = _out_of_scope(scope[~single & ~crossover])
+    scope, dropped = out_of_scope(scope[~single & ~crossover])
     excluded += dropped
     context = studies[construct & studies["study_id"].isin(scope["study_id"])]
     selected, dropped = select_binary_records(scope, context, timepoint=settings.timepoint)

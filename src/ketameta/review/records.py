@@ -20,7 +20,13 @@ import pandas as pd
 
 from ketameta.synthesis.multiarm import MultiArm, resolve_shared_controls
 
-__all__ = ["MultiArm", "resolve_shared_controls", "select_binary_records", "select_records"]
+__all__ = [
+    "MultiArm",
+    "out_of_scope",
+    "resolve_shared_controls",
+    "select_binary_records",
+    "select_records",
+]
 
 Timepoint = Literal["primary"] | tuple[float, float]
 
@@ -167,3 +173,24 @@ def select_binary_records(
         excluded += [(rid, why) for idx, rid in group["record_id"].items() if idx != chosen]
         keep.append(chosen)
     return records.loc[keep].copy(), excluded
+
+
+def out_of_scope(scope: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Leave out, with the reason, records that no question pools: reports of participants
+    counted in another study of the table, head-to-head comparisons of two ketamine forms, and
+    comparisons against an active antidepressant."""
+    excluded: list[tuple[str, str]] = []
+    keep = pd.Series(True, index=scope.index)
+    for idx, row in scope.iterrows():
+        other = str(row.get("duplicate_of", "") or "")
+        if other and other != "nan":
+            reason = f"same participants as {other} (duplicate_of): counted there, not twice"
+        elif row.get("contrast") == "head_to_head":
+            reason = "head-to-head comparison of two ketamine forms: not pooled against control"
+        elif row.get("comparator") == "other_active":
+            reason = "active antidepressant comparator: a different question, not pooled"
+        else:
+            continue
+        keep[idx] = False
+        excluded.append((str(row["record_id"]), reason))
+    return scope[keep], excluded
