@@ -7,7 +7,7 @@ from ketameta.plots.multilevel import forest_mv
 
 def test_blocks_records_and_diamond():
     fig = forest_mv(
-        [-0.5, -0.3, -0.4], [0.04, 0.05, 0.03], ["A 2001", "A 2001", "B 2002"],
+        [-0.5, -0.3, -0.4], [-0.9, -0.7, -0.7], [-0.1, 0.1, -0.1], ["A 2001", "A 2001", "B 2002"],
         ["24 h", "day 7", "24 h"], estimate=-0.4, ci=(-0.6, -0.2),
     )  # fmt: skip
     FigureCanvasAgg(fig).draw()
@@ -23,3 +23,17 @@ def test_blocks_records_and_diamond():
     assert any(p.get_gid() == "diamond-overall" for p in ax.patches)
     texts = [t.get_text() for t in right.texts]
     assert "−0.40 [−0.60, −0.20]" in texts or "-0.40 [-0.60, -0.20]" in texts
+
+
+def test_meta_mv_records_give_the_plotted_intervals():
+    import numpy as np
+
+    import ketameta as km
+
+    yi, vi = np.array([-0.5, -0.3, -0.4, -0.2]), np.array([0.04, 0.05, 0.03, 0.06])
+    import pandas as pd
+
+    df = pd.DataFrame({"yi": yi, "vi": vi, "study": ["a", "a", "b", "c"], "es": [1, 2, 3, 4]})
+    rows = km.meta_mv("yi", "vi", data=df, random="~ 1 | study/es").records()
+    np.testing.assert_allclose(rows["ci_low"], yi - 1.959963984540054 * np.sqrt(vi), rtol=1e-12)
+    np.testing.assert_allclose(rows["vi"], vi)

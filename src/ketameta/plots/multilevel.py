@@ -11,12 +11,12 @@ from ketameta.plots._style import KetametaFigure, fmt, shorten, style_context
 
 INK = "#222222"
 POOLED = "#1f4e79"
-Z95 = 1.959963984540054
 
 
 def forest_mv(
     yi: Sequence[float],
-    vi: Sequence[float],
+    ci_low: Sequence[float],
+    ci_high: Sequence[float],
     clusters: Sequence[str],
     records: Sequence[str],
     *,
@@ -32,8 +32,9 @@ def forest_mv(
 
     Parameters
     ----------
-    yi, vi : sequences
-        Each record's effect and sampling variance (95% CIs are drawn from them).
+    yi, ci_low, ci_high : sequences
+        Each record's effect and interval (e.g. `MetaMVResult.records`); the plot computes
+        nothing.
     clusters, records : sequences of str
         Each record's study (block heading) and its own label within the study.
     estimate, ci : float, (float, float)
@@ -47,12 +48,13 @@ def forest_mv(
 
     Examples
     --------
-    >>> fig = forest_mv([-0.5, -0.3, -0.4], [0.04, 0.05, 0.03], ["A", "A", "B"],
+    >>> fig = forest_mv([-0.5, -0.3, -0.4], [-0.9, -0.7, -0.7], [-0.1, 0.1, -0.1], ["A", "A", "B"],
     ...                 ["24 h", "day 7", "24 h"], estimate=-0.4, ci=(-0.6, -0.2))
     >>> len(fig.axes)
     3
     """
-    y_, v_ = np.asarray(yi, dtype=float), np.asarray(vi, dtype=float)
+    y_ = np.asarray(yi, dtype=float)
+    low, high = np.asarray(ci_low, dtype=float), np.asarray(ci_high, dtype=float)
     order = list(dict.fromkeys(clusters))
     rows: list[tuple[str, str, int | None]] = []  # (kind, text, record index)
     for study in order:
@@ -63,7 +65,6 @@ def forest_mv(
     rows += [("blank", "", None), ("pooled", pooled_label, None)]
     n = len(rows)
     height = 0.24 * n + 1.4
-    low, high = y_ - Z95 * np.sqrt(v_), y_ + Z95 * np.sqrt(v_)
     lo = float(min(low.min(), ci[0]))
     hi = float(max(high.max(), ci[1], 0.0))
     pad = 0.05 * (hi - lo or 1.0)

@@ -154,6 +154,19 @@ class MetaMVResult(ResultMixin):
         return out
 
     # ---- further output --------------------------------------------------------------------
+    def records(self) -> pd.DataFrame:
+        """Per-record ``yi, vi, ci_low, ci_high``: each effect with its own interval
+        (yi ± z·sqrt(vi) at ``level``, as `MetaResult.studies` and metafor's forest plot)."""
+        V = self.V
+        if hasattr(V, "diagonal") and not isinstance(V, np.ndarray):
+            vi = np.asarray(V.diagonal(), dtype=float)
+        else:
+            V = np.asarray(V, dtype=float)
+            vi = np.diag(V) if V.ndim == 2 else V
+        half = stats.norm.ppf(0.5 + self.level / 200.0) * np.sqrt(vi)
+        yi = np.asarray(self.yi, dtype=float)
+        return pd.DataFrame({"yi": yi, "vi": vi, "ci_low": yi - half, "ci_high": yi + half})
+
     def summary(self) -> pd.DataFrame:
         """Coefficient table; variance components and fit statistics in ``attrs``."""
         out = self.coef.copy()

@@ -29,9 +29,11 @@ def che_section(result: Any, overall: Any, tables: dict[str, pd.DataFrame]) -> s
     model = result.model
     df = float(result.robust.df[0])
     effects = result.effects
+    rows = model.records()
     fig = forest_mv(
-        effects["yi"],
-        effects["vi"],
+        rows["yi"],
+        rows["ci_low"],
+        rows["ci_high"],
         list(effects["study_label"].astype(str)),
         [_record_label(r) for _, r in effects.iterrows()],
         estimate=float(rob["estimate"]),
