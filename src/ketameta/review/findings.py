@@ -159,8 +159,11 @@ def ratio_of(log_value: float) -> str:
 
 
 def small_k_note(result: Any, n_studies: int) -> str:
+    """What a reader of a pool of few studies needs beside it: for 2 to 4 studies with
+    Hartung-Knapp intervals, that they are wide by design and the z interval; for 2 to
+    `BAYES_MAX_STUDIES` studies, the Bayesian result with its prior-sensitivity line."""
     if not (SMALL_K[0] <= n_studies <= SMALL_K[1]) or result.test != "knha":
-        return ""
+        return bayes_note(result, n_studies)
     from ketameta.synthesis.pooling import meta
 
     z = meta(result.yi, result.vi, method=result.method, test="z", level=result.level)

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from ketameta.review.findings import study_count
+from ketameta.review.report.bias_section import bias_paragraph
 from ketameta.review.report.html import details, esc, table
 from ketameta.review.report.words import interval, num, pvalue, word
 
@@ -99,6 +100,7 @@ def pool_sensitivity(label: str, pooled: Any, tables: dict[str, pd.DataFrame]) -
             "Asymmetry can have causes other than publication bias (small trials of a different "
             "kind, e.g. crossover or early IV trials).</p>"
         )
+        parts.append(bias_paragraph(pooled))
     else:
         parts.append(f"<p>Small-study tests not run: fewer than {SMALL_STUDY_MIN_K} studies.</p>")
     return "\n".join(parts)

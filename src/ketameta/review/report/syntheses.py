@@ -69,6 +69,8 @@ def pooled_rows(result: Any) -> list[dict[str, str]]:
         note = "1 study: shown, not pooled" if one else ""
         if not one and SMALL_K[0] <= n <= SMALL_K[1]:
             note = small_k_note(res, n) or f"only {n} studies"
+        elif not one:
+            note = small_k_note(res, n)
         rows.append(
             {
                 "level": name,
