@@ -151,10 +151,11 @@ def gosh(
     """GOSH: the pooled estimate, tau² and I² of subsets of the studies (Olkin et al. 2012).
 
     All ``2^k - 1`` non-empty subsets are fitted when that is at most ``max_subsets``;
-    otherwise ``max_subsets`` random subsets (seeded) are drawn. Fits run on the batched core in
-    chunks of ``chunk`` subsets (bounded memory); ``executor`` (any
-    ``concurrent.futures.Executor``, e.g. a process pool or a dask client's executor) fans the
-    chunks out.
+    otherwise ``max_subsets`` random subsets (seeded) are drawn. Fits run in chunks of
+    ``chunk`` subsets (bounded memory): DL and common-effect (EE/FE) models by matrix products
+    of the membership matrix (:mod:`ketameta._core.gosh`), every other estimator on the
+    batched core. ``executor`` (any ``concurrent.futures.Executor``, e.g. a process pool or a
+    dask client's executor) fans the chunks out.
 
     Returns
     -------
@@ -172,8 +173,12 @@ def gosh(
     k = result.k
     total = 2**k - 1
     if max_subsets is None or total <= max_subsets:
-        codes = np.arange(1, total + 1, dtype=np.int64)
-        masks = ((codes[:, None] >> np.arange(k)) & 1).astype(bool)
+        # studies x subsets, subset code c (1 .. 2^k - 1) in column c - 1: study j takes part
+        # where bit j of c is set, i.e. in the second half of each block of 2^(j + 1) codes
+        bits = np.zeros((k, total + 1), dtype=bool)
+        for j in range(k):
+            bits[j].reshape(-1, 2, 2**j)[:, 1, :] = True
+        masks = np.ascontiguousarray(bits[:, 1:]).T
     else:
         rng = np.random.default_rng(seed)
         masks = rng.random((max_subsets, k)) < 0.5
@@ -184,15 +189,28 @@ def gosh(
         fits = [_gosh_chunk(m, *args) for m in pieces]
     else:
         fits = list(executor.map(_gosh_chunk, pieces, *[[a] * len(pieces) for a in args]))
-    out = pd.DataFrame(np.vstack(fits), columns=["k", "estimate", "tau2", "i2", "q"])
-    out["k"] = out["k"].astype(int)
-    members = pd.DataFrame(masks, columns=list(result.labels))
-    return pd.concat([out, members], axis=1)
+    names = ("k", "estimate", "tau2", "i2", "q")
+    if len(fits) == 1:
+        cols = [fits[0][name] for name in names]
+    else:
+        cols = [np.concatenate([f[name] for f in fits]) for name in names]
+    # one frame from the columns (no concat); positional keys, as study labels may repeat
+    out = pd.DataFrame(dict(enumerate([*cols, *masks.T])))
+    out.columns = pd.Index([*names, *result.labels])
+    return out
 
 
-def _gosh_chunk(masks: np.ndarray, yi: np.ndarray, vi: np.ndarray, method: str) -> np.ndarray:
+def _gosh_chunk(
+    masks: np.ndarray, yi: np.ndarray, vi: np.ndarray, method: str
+) -> dict[str, np.ndarray]:
+    """Fits of one chunk of subsets: ``k`` (int64), ``estimate``, ``tau2``, ``i2``, ``q``."""
+    from ketameta._core import gosh as fast
+
+    if fast.fast_gosh_supported(yi, vi, method):
+        return fast.gosh_fits(yi, vi, masks, method)
     from ketameta._core.batch import fit_batch
 
+    masks = np.ascontiguousarray(masks)  # the engine's sums run along C-ordered rows
     n = masks.shape[0]
     fit = fit_batch(
         np.broadcast_to(yi, (n, yi.size)),
@@ -202,7 +220,11 @@ def _gosh_chunk(masks: np.ndarray, yi: np.ndarray, vi: np.ndarray, method: str) 
         ci_tau2=False,
         stats=False,
     )
-    return np.column_stack([masks.sum(axis=1), fit["estimate"], fit["tau2"], fit["i2"], fit["q"]])
+    out = {"k": masks.sum(axis=1).astype(np.int64)}
+    out.update(
+        (name, np.asarray(fit[name], dtype=np.float64)) for name in ("estimate", "tau2", "i2", "q")
+    )
+    return out
 
 
 def baujat(result: Any) -> pd.DataFrame:
