@@ -118,3 +118,48 @@ def test_the_report_states_verdicts_and_limits_in_words(page):
     assert "Stated once." in page  # drug = route in these data
     assert "Limitations" in page and "awaiting numbers" in page
     assert 'alt="PRISMA 2020 flow diagram"' in html
+
+
+@pytest.mark.parametrize(
+    "note,expected,absent",
+    [
+        (
+            "controlled: meta(): the upper Q-profile bound of tau2 lies beyond metafor's search "
+            "limit tau2.max = 100 and is reported as that limit (metafor prints '>').",
+            "Controlled comparisons: the upper confidence limit of the between-study variance "
+            "(tau²) lies beyond 100",
+            "Q-profile",
+        ),
+        (
+            "direct: Only one study ('Wilkinson 2021'): it is returned as the pooled estimate "
+            "with tau2 = 0 and its z interval (knha needs k >= 2).",
+            "Direct comparison: only one study (Wilkinson 2021): its own result",
+            "knha",
+        ),
+        (
+            "controlled: subgroup(): 2 studies in 2 levels of 'route': the mixed-effects model "
+            "needs more studies than levels, so there is no common-tau² test",
+            "with 2 studies in 2 groups of route, the groups cannot be compared by a test",
+            "mixed-effects",
+        ),
+        (
+            "controlled: something new happened",
+            "Controlled comparisons: something new",
+            "controlled:",
+        ),
+    ],
+)
+def test_library_notes_reach_the_page_in_plain_words(note, expected, absent):
+    from ketameta.review.report.words import plain_note
+
+    text = plain_note(note)
+    assert expected in text
+    assert absent not in text
+
+
+def test_the_report_prints_no_library_function_names_in_its_notes(page):
+    notes = re.findall(r"<p class='note'>([^<]*)", page[1])
+    assert notes
+    for note in notes:
+        assert not re.search(r"\b(meta|subgroup|metareg)\(\)", note), note
+        assert "knha" not in note and "Q-profile" not in note, note

@@ -19,6 +19,7 @@ from ketameta.review.report.words import (
     interval,
     num,
     percent,
+    plain_note,
     ratio,
     ratio_interval,
     word,
@@ -177,7 +178,7 @@ def question_section(
     if analysis.single_arm is not None:
         parts.append(single_arm_section(analysis.single_arm))
     for note in analysis.notes:
-        parts.append(f"<p class='note'>{esc(note)}</p>")
+        parts.append(f"<p class='note'>{esc(plain_note(note))}</p>")
     parts.append(excluded_table(analysis.excluded, labels))
     return "\n".join(parts)
 

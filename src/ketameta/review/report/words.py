@@ -188,3 +188,52 @@ def ratio_interval(log_low: Any, log_high: Any, digits: int = 2) -> str:
     hi = "> 1000" if high > math.log(1000) else num(math.exp(high), digits)
     lo = "< 0.001" if low < math.log(0.001) else num(math.exp(low), digits)
     return f"[{lo}, {hi}]"
+
+
+_DESIGN_WORDS = {
+    "controlled": "Controlled comparisons",
+    "direct": "Direct comparison",
+    "single_arm": "Single-arm studies",
+}
+_NOTE_PATTERNS: tuple[tuple[str, str], ...] = (
+    (
+        r"meta\(\): the upper Q-profile bound of tau2 lies beyond metafor's search limit "
+        r"tau2\.max = (?P<limit>[0-9.e+]+)",
+        "the upper confidence limit of the between-study variance (tau²) lies beyond "
+        "{limit}, so with these few studies the amount of heterogeneity is essentially unknown.",
+    ),
+    (
+        r"Only one study \('(?P<study>[^']+)'\)",
+        "only one study ({study}): its own result and 95% CI are shown; nothing is pooled.",
+    ),
+    (
+        r"subgroup\(\): (?P<n>\d+) studies in (?P<levels>\d+) levels of '(?P<by>[^']+)'",
+        "with {n} studies in {levels} groups of {by}, the groups cannot be compared by a test "
+        "(a test needs more studies than groups).",
+    ),
+)
+
+
+def plain_note(text: str) -> str:
+    """A library warning caught during an analysis, in words a clinician reads.
+
+    The analysis notes are ``"<design>: <library message>"``; known messages are rephrased
+    (their numbers kept), others are shown as they are, after the design in words.
+
+    Examples
+    --------
+    >>> text = plain_note("direct: Only one study ('Wilkinson 2021'): it is returned as ...")
+    >>> text.startswith("Direct comparison: only one study (Wilkinson 2021): its own result")
+    True
+    """
+    import re
+
+    design, sep, message = text.partition(": ")
+    if not sep or design not in _DESIGN_WORDS:
+        design, message = "", text
+    for pattern, words in _NOTE_PATTERNS:
+        found = re.search(pattern, message)
+        if found:
+            message = words.format(**{k: word(v) for k, v in found.groupdict().items()})
+            break
+    return f"{_DESIGN_WORDS[design]}: {message}" if design else message
