@@ -11,6 +11,7 @@ approximates by a discrete normal mixture (its ``delta``/``epsilon`` accuracy ar
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -298,6 +299,30 @@ def test_single_study_heavy_tails():
     np.testing.assert_allclose(fit.tau.median, 0.3, rtol=1e-9)
     assert np.isinf(fit.tau.mean) and np.isinf(fit.tau.sd) and np.isinf(fit.pred.sd)
     assert np.isnan(fit.mu.mean)
+
+
+@pytest.mark.parametrize("known_tail", [True, False])
+def test_moment_existence_follows_the_tail_exponent(known_tail):
+    # flat tau prior (a = 0) and flat mu: p(tau | y) ~ tau^-(k-1), so E tau < inf iff k > 3 and
+    # E tau² < inf iff k > 4; the exponents sit exactly on the integers where a numerical
+    # estimate of the tail is decided by rounding; a callable takes the numerical estimate
+    prior = bp.uniform() if known_tail else (lambda t: np.ones_like(t))
+    y, v = np.array([-0.5, -0.2, 0.1, 0.3, 0.0]), np.array([0.04, 0.09, 0.05, 0.02, 0.06])
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f3, f4, f5 = (fit_bayes(y[:k], v[:k], prior) for k in (3, 4, 5))
+    assert np.isinf(f3.tau.mean) and np.isinf(f3.tau.sd) and np.isinf(f3.mu.sd)
+    assert np.isnan(f3.mu.mean) and np.isnan(f3.pred.mean)  # E|mu| = inf: no mean
+    assert np.isfinite(f4.tau.mean) and np.isfinite(f4.mu.mean)
+    assert np.isinf(f4.tau.sd) and np.isinf(f4.mu.sd) and np.isinf(f4.pred.sd)
+    assert np.isfinite([f5.tau.sd, f5.mu.sd, f5.pred.sd]).all()
+    for f in (f3, f4, f5):
+        assert np.isfinite([f.tau.median, f.mu.lower, f.mu.upper, f.pred.median]).all()
+        assert np.isfinite(f.shrinkage.sd).all()
+    # a normal mu prior adds one power: half-Cauchy, k = 1 gives E tau < inf = E tau²
+    f = fit_bayes([0.5], [0.1], bp.half_cauchy(0.3), mu_prior=(0, 1))
+    assert np.isfinite([f.tau.mean, f.mu.mean, f.mu.sd, f.pred.mean]).all()
+    assert np.isinf(f.tau.sd) and np.isinf(f.pred.sd)
 
 
 def test_improper_posterior_raises():

@@ -31,8 +31,9 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.polynomial.legendre import leggauss
-from scipy import integrate, optimize, special
+from scipy import optimize
 
+from ketameta._core.bayes_mixture import _check_proper, _Mixture, _tau_shortest, _vroot
 from ketameta._core.bayes_priors import TauPrior, as_tau_prior
 
 __all__ = ["BayesFit", "BayesPosterior", "Summary", "fit_bayes"]
@@ -77,69 +78,6 @@ class _Likelihood:
         return m, 1.0 / prec, ll
 
 
-def _vroot(fun: Callable, lo: Arr, hi: Arr, x0: Arr, xtol: Arr, ftol: float = 0.0) -> Arr:
-    """Safeguarded Newton for increasing ``fun`` (returns value, derivative), vectorised.
-
-    ``fun`` takes the full vector; converged entries are frozen.
-    """
-    lo, hi = lo.astype(float).copy(), hi.astype(float).copy()
-    x = np.clip(x0, lo, hi)
-    active = np.ones(x.shape, dtype=bool)
-    for _ in range(200):
-        val, der = fun(x)
-        lo, hi = np.where(val < 0, x, lo), np.where(val > 0, x, hi)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = x - val / der
-        ok = np.isfinite(step) & (der > 0) & (step >= lo) & (step <= hi)
-        new = np.where(ok, step, 0.5 * (lo + hi))
-        fin = (np.abs(val) <= ftol) | (np.abs(new - x) <= xtol) | (hi - lo <= xtol)
-        x = np.where(active & (np.abs(val) > ftol), new, x)
-        active &= ~fin
-        if not active.any():
-            break
-    return x
-
-
-def _hpd(cdf: Callable, logpdf: Callable, dlogpdf: Callable, a: Arr, b: Arr, level: float,
-         lower_bound: float = -np.inf) -> tuple[Arr, Arr, Arr]:  # fmt: skip
-    """Solve ``F(b) - F(a) = level``, ``log p(b) = log p(a)`` by damped Newton (vectorised)."""
-
-    def resid(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with np.errstate(invalid="ignore"):
-            return cdf(b) - cdf(a) - level, logpdf(b) - logpdf(a)
-
-    r1, r2 = resid(a, b)
-    for _ in range(60):
-        done = (np.abs(r1) < 1e-13) & (np.abs(r2) < 1e-10)
-        if done.all():
-            break
-        fa, fb, ga, gb = np.exp(logpdf(a)), np.exp(logpdf(b)), dlogpdf(a), dlogpdf(b)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            det = fb * ga - fa * gb
-            da, db = -(gb * r1 - fb * r2) / det, -(ga * r1 - fa * r2) / det
-        da, db = np.where(done | ~np.isfinite(da), 0, da), np.where(done | ~np.isfinite(db), 0, db)
-        norm, t = np.hypot(r1, r2), np.ones_like(a)
-        for _ in range(25):
-            an, bn = np.maximum(a + t * da, lower_bound), b + t * db
-            n1, n2 = resid(an, bn)
-            better = (np.hypot(n1, n2) < norm) & (an < bn)
-            if (better | done).all():
-                break
-            t = np.where(better | done, t, t / 2)
-        if not (better & ~done).any():
-            break
-        a, b = np.where(better, an, a), np.where(better, bn, b)
-        r1, r2 = np.where(better, n1, r1), np.where(better, n2, r2)
-    return a, b, (np.abs(r1) < 1e-10) & (np.abs(r2) < 1e-7)
-
-
-def _min_length(ppf2: Callable[[float], Arr], level: float) -> Arr:
-    """Shortest interval ``[Q(p), Q(p + level)]`` by minimising its length over ``p``."""
-    res = optimize.minimize_scalar(lambda p: float(np.diff(ppf2(p))[0]), bounds=(0.0, 1 - level),
-                                   method="bounded", options={"xatol": 1e-11})  # fmt: skip
-    return ppf2(float(res.x))
-
-
 class _TauRule:
     """Adaptive quadrature rule for the marginal posterior of ``tau``."""
 
@@ -159,9 +97,25 @@ class _TauRule:
         big = 1e6 * max(self.c, s_ref)
         l1, l2 = self.lp(np.array([big, 10 * big]))
         self.tail = float((l1 - l2) / np.log(10)) if np.isfinite(l1) and np.isfinite(l2) else np.inf
-        if self.tail <= 1 + 1e-6:
+        if not self.finite(0):
             raise ValueError("improper posterior: p(tau | y) decays no faster than 1 / tau")
         self._adapt(np.concatenate([qs, [b for b in prior.breakpoints if b > 0]]))
+
+    def finite(self, r: int) -> bool:
+        """Whether ``E[tau^r | y]`` is finite (``r = 0``: whether the posterior is proper).
+
+        With a flat ``mu`` prior the ``mu``-integrated likelihood behaves like ``tau^-(k-1)``
+        as ``tau -> inf`` (``tau^-k`` with a normal ``mu`` prior), so for a prior tail
+        ``tau^-a (log tau)^-b`` the posterior decays like ``tau^-A (log tau)^-b`` with
+        ``A = a + k - 1`` (or ``a + k``), and ``∫^inf tau^(r-A) (log tau)^-b dtau`` converges iff
+        ``r < A - 1``, or ``r = A - 1`` and ``b > 1``. A prior without a known tail uses the
+        exponent estimated from the density at ``1e6 c`` and ``1e7 c`` (``self.tail``).
+        """
+        if self.prior.tail is None:
+            return bool(self.tail > r + 1 + 1e-6)
+        a, b = self.prior.tail
+        big_a = a + self.lik.y.size - (0 if self.lik.normal else 1)
+        return bool(r < big_a - 1 or (r == big_a - 1 and b > 1))
 
     def lp(self, tau: np.ndarray) -> np.ndarray:
         """Unnormalised log posterior density of ``tau``."""
@@ -194,12 +148,13 @@ class _TauRule:
         t = self.tau_of_u(u)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             val = np.exp(self.lp(t) - self.lpmax) * 2 * self.c * u / (1 - u) ** 3
-        return np.where(np.isfinite(val), val, 0.0), t
+        ok = np.isfinite(val) & (val > 0)  # u rounded to 1 gives tau = inf: weight 0
+        return np.where(ok, val, 0.0), np.where(ok, t, 0.0)
 
     def _adapt(self, cuts: np.ndarray) -> None:
         edges = np.unique(np.concatenate([[0.0, 1.0], self.u_of_tau(cuts)]))
         a, b = edges[:-1], edges[1:]
-        ncomp = 1 + (self.tail > 2) + (self.tail > 3)
+        ncomp = 1 + self.finite(1) + self.finite(2)
         keep: list[tuple[np.ndarray, ...]] = []
         total = np.zeros(ncomp)
         self.converged = False
@@ -262,65 +217,6 @@ class _TauRule:
         return np.where(p <= 0, 0.0, np.where(p >= 1, np.inf, self.tau_of_u(u)))
 
 
-class _Mixture:
-    """Normal mixtures ``Σ_j W_j N(M[d, j], S[d, j]²)`` over the tau rule, one per row ``d``."""
-
-    def __init__(self, w: np.ndarray, m: np.ndarray, s: np.ndarray):
-        self.w, self.m, self.s = w, m, s
-        self.live = w > 1e-12 * w.max()
-        self.lo = (m - 40 * s).min(axis=1)
-        self.hi = (m + 40 * s).max(axis=1)
-        self.mean = m @ w
-        self.var = np.maximum(((s**2 + m**2) @ w) - self.mean**2, 0.0)
-        self.scale = np.sqrt(self.var)
-        self.width = np.sqrt((s**2)[:, self.live] @ w[self.live])  # typical sd, always finite
-
-    def _phi(self, d: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        s = self.s[d]
-        z = (x[:, None] - self.m[d]) / s
-        return z, s, np.exp(-0.5 * z * z) / (np.sqrt(2 * np.pi) * s)
-
-    def pdf(self, d: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return self._phi(d, x)[2] @ self.w
-
-    def cdf(self, d: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return special.ndtr((x[:, None] - self.m[d]) / self.s[d]) @ self.w
-
-    def dpdf(self, d: np.ndarray, x: np.ndarray, order: int = 1) -> np.ndarray:
-        z, s, phi = self._phi(d, x)
-        return (phi * (-z / s if order == 1 else (z * z - 1) / s**2)) @ self.w
-
-    def ppf(self, d: np.ndarray, p: np.ndarray) -> np.ndarray:
-        z = special.ndtri(np.clip(p, 1e-300, 1 - 1e-16))
-        x0 = self.mean[d] + np.where(np.isfinite(self.scale[d]), self.scale[d], 1.0) * z
-        # the mixture quantile lies between the component quantiles (heavy nodes first)
-        qj = self.m[d][:, self.live] + self.s[d][:, self.live] * z[:, None]
-        lo, hi = qj.min(axis=1), qj.max(axis=1)
-        bad = (self.cdf(d, lo) > p) | (self.cdf(d, hi) < p)
-        lo, hi = np.where(bad, self.lo[d], lo), np.where(bad, self.hi[d], hi)
-        fun = lambda x: (self.cdf(d, x) - p, self.pdf(d, x))  # noqa: E731
-        return _vroot(fun, lo, hi, x0, 1e-13 * self.width[d], ftol=1e-15)
-
-    def hpd(self, d: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-        a = self.ppf(d, np.full(d.shape, (1 - level) / 2))
-        b = self.ppf(d, np.full(d.shape, (1 + level) / 2))
-
-        def logpdf(x: np.ndarray, dd: np.ndarray = d) -> np.ndarray:
-            with np.errstate(divide="ignore"):
-                return np.log(self.pdf(dd, x))
-
-        dlog = lambda x: self.dpdf(d, x) / self.pdf(d, x)  # noqa: E731
-        a, b, ok = _hpd(lambda x: self.cdf(d, x), logpdf, dlog, a, b, level)
-        for j in np.flatnonzero(~ok):  # not unimodal enough for Newton: minimise the length
-            dj = np.repeat(d[j : j + 1], 2)
-            a[j], b[j] = _min_length(lambda p, dj=dj: self.ppf(dj, np.array([p, p + level])), level)
-        return a, b
-
-    def mode(self, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        fun = lambda x: (-self.dpdf(d, x), -self.dpdf(d, x, 2))  # noqa: E731
-        return _vroot(fun, lo, hi, (lo + hi) / 2, 1e-13 * self.width[d])
-
-
 @dataclass(frozen=True)
 class BayesPosterior:
     """Posterior densities, CDFs and quantile functions of a :func:`fit_bayes` fit.
@@ -376,6 +272,11 @@ class BayesFit:
     ``bf_tau0 = p(y | tau=0) / p(y)`` (proper ``tau`` prior only). ``tau_grid``/``tau_density``
     and ``mu_grid``/``mu_density`` are for plotting; ``posterior`` evaluates densities, CDFs
     and quantiles anywhere.
+
+    A moment that is infinite (decided from the tail exponents, see ``_TauRule.finite``: e.g.
+    the sd of tau, mu and a new study for ``k = 2`` under a half-Cauchy or log-t prior) is
+    ``inf``; a mean that does not exist because ``E|mu| = inf`` is NaN. Shrinkage moments,
+    medians and intervals are always finite.
     """
 
     k: int
@@ -397,26 +298,6 @@ class BayesFit:
     mu_prior: tuple[float, float] | None
     n_nodes: int
     converged: bool
-
-
-def _tau_shortest(rule: _TauRule, lev: float, tq: np.ndarray) -> tuple[float, float]:
-    """Shortest interval of coverage ``lev`` for tau: Newton (unimodal), else minimise length."""
-    if rule.pdf(np.array([0.0, 1e-12 * rule.c])).max() >= rule.pdf(tq[3:])[0]:
-        return 0.0, float(tq[3])
-    a, b, ok = _hpd(rule.cdf, rule.logpdf, rule.dlogpdf, tq[1:2], tq[2:3], lev, 0.0)
-    if ok[0] and b[0] - a[0] <= tq[3]:
-        return float(a[0]), float(b[0])
-    a, b = _min_length(lambda p: rule.ppf(np.array([p, p + lev])), lev)
-    return (float(a), float(b)) if b - a < tq[3] else (0.0, float(tq[3]))
-
-
-def _check_proper(prior: TauPrior, c: float) -> bool:
-    def integrand(u: float) -> float:
-        t = c * (u / (1 - u)) ** 2
-        return float(prior.pdf(np.array([t]))[0]) * 2 * c * u / (1 - u) ** 3 if u < 1 else 0.0
-
-    val, _ = integrate.quad(integrand, 0, 1, limit=200, epsabs=1e-12, epsrel=1e-10)
-    return abs(val - 1) < 1e-6
 
 
 def fit_bayes(
@@ -477,7 +358,7 @@ def fit_bayes(
     h_lo, h_hi = mix.hpd(dd, lev)
     modes = mix.mode(dd, h_lo, h_hi)
     mean, sd = mix.mean.copy(), mix.scale.copy()
-    fin1, fin2 = rule.tail > 2, rule.tail > 3
+    fin1, fin2 = rule.finite(1), rule.finite(2)
     for d, normal in ((0, mu_prior is not None), (1, False)):
         mean[d] = mean[d] if (normal or fin1) else np.nan
         sd[d] = sd[d] if (normal or fin2) else np.inf

@@ -1,6 +1,7 @@
 """Forest plot of a Bayesian random-effects result: each study's observed effect (open) and its
 posterior (shrinkage) estimate (filled), the posterior of mu as a diamond and the posterior
-predictive interval of a new study. It reads the result; it computes nothing."""
+predictive interval of a new study. It draws the rows of ``result.records()`` and the pooled
+and predictive fields of the result; it computes nothing."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def bayes_forest(result: Any, *, title: str | None = None, digits: int = 2) -> F
     Parameters
     ----------
     result : BayesResult
-        From `ketameta.meta_bayes`.
+        From `ketameta.meta_bayes`; the study rows are ``result.records()`` (observed
+        interval and shrinkage median with its interval), the diamond is ``estimate``,
+        ``ci_low``, ``ci_high`` and the predictive bar ``pi_low``, ``pi_high``.
     title : str, optional
         Shown at the top left.
     digits : int
@@ -49,17 +52,14 @@ def bayes_forest(result: Any, *, title: str | None = None, digits: int = 2) -> F
     >>> len(fig.axes)
     2
     """
-    shrink = result.shrinkage()
+    rec = result.records()
     ratio = is_ratio(result.measure)
     tf = np.exp if ratio else (lambda v: np.asarray(v, dtype=float))
-    k = result.k
+    k = len(rec)
     n_rows = k + 3
     height = 0.3 * (n_rows + 1) + 1.3
-    z = 1.959963984540054
-    obs_low = result.yi - z * np.sqrt(result.vi)
-    obs_high = result.yi + z * np.sqrt(result.vi)
-    lows = np.concatenate([obs_low, shrink["ci_low"], [result.pi_low]])
-    highs = np.concatenate([obs_high, shrink["ci_high"], [result.pi_high]])
+    lows = np.concatenate([rec["ci_low"], rec["shrink_low"], [result.pi_low]])
+    highs = np.concatenate([rec["ci_high"], rec["shrink_high"], [result.pi_high]])
     lo, hi = float(np.min(lows)), float(np.max(highs))
     pad = 0.05 * (hi - lo or 1.0)
     with style_context():
@@ -68,19 +68,18 @@ def bayes_forest(result: Any, *, title: str | None = None, digits: int = 2) -> F
         right = fig.add_axes((0.74, 0.9 / height, 0.25, 1 - 1.3 / height))
         right.set_axis_off()
         y = np.arange(n_rows, 0, -1, dtype=float)
-        for i in range(k):
+        for i, row in enumerate(rec.itertuples(index=False)):
             yy = y[i]
-            ax.plot(tf([obs_low[i], obs_high[i]]), [yy + 0.12] * 2, color="#888888", lw=1,
+            ax.plot(tf([row.ci_low, row.ci_high]), [yy + 0.12] * 2, color="#888888", lw=1,
                     gid="observed")  # fmt: skip
-            ax.plot(tf(result.yi[i]), yy + 0.12, "o", mfc="white", mec="#888888", ms=5,
+            ax.plot(tf(row.yi), yy + 0.12, "o", mfc="white", mec="#888888", ms=5,
                     gid="observed")  # fmt: skip
-            row = shrink.iloc[i]
-            ax.plot(tf([row["ci_low"], row["ci_high"]]), [yy - 0.12] * 2, color=INK, lw=1.2,
+            ax.plot(tf([row.shrink_low, row.shrink_high]), [yy - 0.12] * 2, color=INK, lw=1.2,
                     gid="shrinkage")  # fmt: skip
-            ax.plot(tf(row["median"]), yy - 0.12, "s", color=INK, ms=5, gid="shrinkage")
-            right.text(0.0, yy, f"{fmt(float(tf(row['median'])), digits)} "
-                       f"[{fmt(float(tf(row['ci_low'])), digits)}, "
-                       f"{fmt(float(tf(row['ci_high'])), digits)}]", va="center")  # fmt: skip
+            ax.plot(tf(row.shrink_median), yy - 0.12, "s", color=INK, ms=5, gid="shrinkage")
+            right.text(0.0, yy, f"{fmt(float(tf(row.shrink_median)), digits)} "
+                       f"[{fmt(float(tf(row.shrink_low)), digits)}, "
+                       f"{fmt(float(tf(row.shrink_high)), digits)}]", va="center")  # fmt: skip
         yd = y[k + 1]
         xs = tf([result.ci_low, result.estimate, result.ci_high, result.estimate])
         ax.add_patch(
@@ -113,7 +112,7 @@ def bayes_forest(result: Any, *, title: str | None = None, digits: int = 2) -> F
             a.set_ylim(0.4, n_rows + 1.2)
         ax.set_yticks(
             [*y[:k], yd, yp],
-            [*result.labels, "Posterior of mu (median, interval)", "Predictive (new study)"],
+            [*rec["label"], "Posterior of mu (median, interval)", "Predictive (new study)"],
         )
         ax.tick_params(axis="y", length=0)
         ax.set_xlabel(measure_names(result.measure)[1])

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ketameta._core import bayes_priors as priors
 from ketameta._core.bayes import BayesFit, fit_bayes
@@ -72,6 +73,23 @@ def _row(summary: Any, i: int | None = None) -> dict[str, float]:
     }
 
 
+def _num(x: float) -> str:
+    """A summary number for print: ``inf`` for an infinite moment, ``undefined`` for NaN."""
+    if math.isnan(x):
+        return "undefined"
+    return f"{x:.4f}" if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def _moment_note(table: pd.DataFrame) -> str:
+    """Why a moment is not a finite number (empty if all are)."""
+    parts = []
+    if np.isinf(table["sd"]).any() or np.isinf(table["mean"]).any():
+        parts.append("inf = infinite posterior moment (heavy tail of p(tau | y))")
+    if np.isnan(table["mean"]).any():
+        parts.append("undefined = the mean does not exist (E|mu| = inf)")
+    return "; ".join(parts)
+
+
 @dataclass(frozen=True)
 class BayesResult:
     """A Bayesian random-effects meta-analysis (see `meta_bayes`).
@@ -79,6 +97,12 @@ class BayesResult:
     ``estimate``, ``ci_low``, ``ci_high`` are the posterior median of mu and its equal-tailed
     interval; ``pi_low``/``pi_high`` the posterior predictive interval of a new study;
     ``tau`` (median) with ``tau_ci``. ``fit`` holds every summary and the densities.
+
+    With few studies a posterior moment can be infinite: the ``mu``-integrated likelihood
+    decays like ``tau^-(k-1)`` (flat ``mu`` prior), so with ``k = 2`` the sd of tau, mu and a
+    new study is ``inf`` under a half-Cauchy or a Rhodes (log-t) prior. Such a field holds
+    ``inf`` (printed ``inf``); a mean that does not exist (``E|mu| = inf``) is NaN, printed
+    ``undefined``. Medians and intervals are always finite.
     """
 
     k: int
@@ -100,12 +124,49 @@ class BayesResult:
     data: pd.DataFrame | None = field(default=None, repr=False)
 
     def summary(self) -> pd.DataFrame:
-        """Posterior summaries of mu, tau and a new study's effect (one row each)."""
+        """Posterior summaries of mu, tau and a new study's effect (one row each).
+
+        ``inf`` marks an infinite posterior moment, NaN a mean that does not exist; the
+        table's ``attrs["note"]`` says so when either occurs.
+        """
         f = self.fit
         rows = {"mu": _row(f.mu), "tau": _row(f.tau), "new study": _row(f.pred)}
         table = pd.DataFrame.from_dict(rows, orient="index")
         table.index.name = "parameter"
+        note = _moment_note(table)
+        if note:
+            table.attrs["note"] = note
         return table
+
+    def records(self) -> pd.DataFrame:
+        """Per study: ``label, yi, vi``, the observed interval ``ci_low, ci_high``
+        (``yi ± z·sqrt(vi)`` at ``level``) and the posterior (shrinkage) median
+        ``shrink_median`` with its equal-tailed interval ``shrink_low, shrink_high`` (what
+        `bayes_forest` draws).
+
+        Examples
+        --------
+        >>> res = meta_bayes([-0.5, -0.2, -0.4], [0.04, 0.05, 0.03], labels=["A", "B", "C"])
+        >>> res.records()[["label", "yi", "ci_low", "ci_high"]].round(3)
+          label   yi  ci_low  ci_high
+        0     A -0.5  -0.892   -0.108
+        1     B -0.2  -0.638    0.238
+        2     C -0.4  -0.739   -0.061
+        """
+        half = stats.norm.ppf(0.5 + self.level / 200.0) * np.sqrt(self.vi)
+        sh = self.fit.shrinkage
+        return pd.DataFrame(
+            {
+                "label": list(self.labels),
+                "yi": self.yi,
+                "vi": self.vi,
+                "ci_low": self.yi - half,
+                "ci_high": self.yi + half,
+                "shrink_median": np.asarray(sh.median, dtype=float),
+                "shrink_low": np.asarray(sh.lower, dtype=float),
+                "shrink_high": np.asarray(sh.upper, dtype=float),
+            }
+        )
 
     def shrinkage(self) -> pd.DataFrame:
         """Per-study posterior effects (shrunken towards mu), with their intervals."""
@@ -130,12 +191,15 @@ class BayesResult:
             "",
             f"{'':10} {'median':>9} {'mean':>9} {'sd':>8} {level + ' CI':>22} {'shortest':>22}",
         ]
-        for name, r in self.summary().iterrows():
+        table = self.summary()
+        for name, r in table.iterrows():
             lines.append(
-                f"{name:10} {r['median']:9.4f} {r['mean']:9.4f} {r['sd']:8.4f} "
+                f"{name:10} {_num(r['median']):>9} {_num(r['mean']):>9} {_num(r['sd']):>8} "
                 f"{'[' + f'{r.ci_low:.4f}, {r.ci_high:.4f}' + ']':>22} "
                 f"{'[' + f'{r.hpd_low:.4f}, {r.hpd_high:.4f}' + ']':>22}"
             )
+        if "note" in table.attrs:
+            lines.append(table.attrs["note"])
         if math.isfinite(self.bayes_factor_mu0):
             lines.append(f"\nBayes factor BF01 (mu = 0 vs mu free): {self.bayes_factor_mu0:.4g}")
         return "\n".join(lines)
