@@ -47,6 +47,8 @@ EXPECTED_CASES = {
     "smdh_versions",
     "tes_bcg",
     "che_review",
+    "genq_bcg",
+    "genq_normand1999",
 }
 
 

@@ -39,13 +39,14 @@ def meta(
     vi=None,
     *,
     data: pd.DataFrame | None = None,
-    method: MethodName = "REML",
+    method: MethodName | Literal["GENQ", "GENQM"] = "REML",
     test: TestName = "z",
     level: float = 95,
     labels=None,
     measure: str | None = None,
     tol: float = 1e-12,
     maxiter: int = 1000,
+    weights=None,
 ) -> MetaResult:
     """Fit a random-effects (or common-effect) meta-analysis, as metafor's ``rma()``.
 
@@ -79,6 +80,12 @@ def meta(
     tol, maxiter
         Convergence tolerance and iteration limit of the iterative steps (tau² estimators and
         Q-profile bounds); the defaults give the exact roots.
+    weights : array_like or str, optional
+        User weights a_i >= 0 (or a column of ``data``), as metafor's ``rma(weights=)``: the
+        estimate is then sum a y / sum a with its sandwich variance, and ``method`` may also
+        be ``"GENQ"`` (generalized Q moment estimator) or ``"GENQM"`` (its median-unbiased
+        version), whose tau² CI comes from the distribution of the weighted Q. See
+        :mod:`ketameta.synthesis.weighted`.
 
     Returns
     -------
@@ -119,6 +126,13 @@ def meta(
     >>> round(res.ci_low, 3), round(res.ci_high, 3)
     (-1.067, -0.362)
     """
+    if weights is not None or method in ("GENQ", "GENQM"):
+        from ketameta.synthesis.weighted import meta_weighted
+
+        return meta_weighted(
+            yi, vi, weights, data=data, method=method, test=test, level=level, labels=labels,
+            measure=measure, tol=tol, maxiter=maxiter,
+        )  # fmt: skip
     level = check_options(method, test, level)
     study = _plain_effects(yi, vi, labels) if data is None else None
     if study is None:  # read_effects checks everything and names every unusable row
@@ -271,8 +285,15 @@ def meta_batch(
     test: TestName = "z",
     level: float = 95,
     ci: bool = True,
+    chunk: int | None = None,
+    executor: object = None,
 ) -> BatchResult:
     """Fit many meta-analyses at once: one per row of 2-D ``yi``/``vi``.
+
+    Rows are checked and fitted ``chunk`` rows at a time, so the memory in use is the output
+    arrays (about 27 arrays of ``n`` values) plus the working arrays of one chunk, whatever
+    ``n``; the results are exactly those of one call on all rows (every row is fitted on its
+    own). ``executor`` fans the chunks out (see ``docs/distributed.md``).
 
     Parameters
     ----------
@@ -284,6 +305,14 @@ def meta_batch(
     ci : bool
         Compute the Q-profile intervals of tau², I² and H² (default). ``False`` leaves them NaN
         and saves about 40% of the time, for simulation studies that need only the estimates.
+    chunk : int, optional
+        Rows per chunk. Default: a 64 MiB budget of working arrays,
+        ``64 MiB // (8 bytes * (16 k + 64))`` rows (21,845 for k = 20; at least 1).
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Where the chunks run: ``None`` (default) fits them one after another in this process;
+        a ``ProcessPoolExecutor``, ``ThreadPoolExecutor`` or a dask ``Client`` (recognised by
+        its ``get_executor``; dask is not imported by ketameta) receives them with ``map`` and
+        they come back in order. Convergence warnings are raised here, with global rows.
 
     Returns
     -------
@@ -294,7 +323,8 @@ def meta_batch(
     ------
     ValueError
         Shapes differ or are not 2-D, an infinite value, a NaN in only one of yi/vi, a vi <= 0,
-        a row with no studies, unknown method/test, level outside (0, 100).
+        a row with no studies (rows and columns are those of the whole input), unknown
+        method/test, level outside (0, 100), a chunk that is not a positive integer.
 
     Warns
     -----
@@ -310,7 +340,11 @@ def meta_batch(
     >>> res = meta_batch(yi, vi, method="DL")
     >>> res.k.tolist()
     [3, 2]
+    >>> bool((meta_batch(yi, vi, method="DL", chunk=1).estimate == res.estimate).all())
+    True
     """
+    from ketameta.synthesis import _parallel
+
     level = check_options(method, test, level)
     y = np.asarray(yi, dtype=np.float64)
     v = np.asarray(vi, dtype=np.float64)
@@ -318,33 +352,13 @@ def meta_batch(
         raise ValueError(f"'yi' and 'vi' must be 2-D (n, k), got shapes {y.shape} and {v.shape}.")
     if y.shape != v.shape:
         raise ValueError(f"'yi' {y.shape} and 'vi' {v.shape} must have the same shape.")
-    ny, nv = np.isnan(y), np.isnan(v)
-    mismatch = np.argwhere(ny != nv)
-    if mismatch.size:
-        r, c = mismatch[0]
-        raise ValueError(
-            f"NaN padding must be in both 'yi' and 'vi': row {r}, column {c} is NaN in only one "
-            f"({len(mismatch)} such cells)."
-        )
-    mask = ~ny
-    if np.isinf(y).any() or np.isinf(v).any():
-        r, c = np.argwhere(np.isinf(y) | np.isinf(v))[0]
-        raise ValueError(f"'yi'/'vi' must be finite: row {r}, column {c} is infinite.")
-    bad = mask & (v <= 0)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise ValueError(f"'vi' must be > 0: row {r}, column {c} is {v[r, c]}.")
-    k = mask.sum(axis=1)
-    if (k == 0).any():
-        raise ValueError(f"Rows with no studies: {np.flatnonzero(k == 0).tolist()}.")
-    full = bool(mask.all())
-    out = fit_batch(
-        y, v, mask=None if full else mask, method=method, test=test, level=level, ci_tau2=ci
-    )
-    if not ci:
-        nan = np.full(y.shape[0], np.nan)
-        for key in ("tau2", "i2", "h2"):
-            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = nan, nan
+    size = _parallel.default_chunk(y.shape[1]) if chunk is None else _parallel.check_chunk(chunk)
+    bounds = _parallel.chunk_bounds(y.shape[0], size)
+    k, full = _parallel.validate_batch(y, v, bounds)
+    out = _parallel.fit_batch_chunked(
+        y, v, bounds, padded=not full, method=method, test=test, level=level, ci=ci,
+        executor=executor, fit=fit_batch,
+    )  # fmt: skip
     if not out["converged"].all():
         rows = np.flatnonzero(~out["converged"]).tolist()
         warnings.warn(
@@ -352,35 +366,4 @@ def meta_batch(
             ConvergenceWarning,
             stacklevel=2,
         )
-    return BatchResult(
-        k=k.astype(np.int64),
-        estimate=out["estimate"],
-        se=out["se"],
-        statistic=out["statistic"],
-        pvalue=out["pvalue"],
-        ci_low=out["ci_low"],
-        ci_high=out["ci_high"],
-        pi_low=out["pi_low"],
-        pi_high=out["pi_high"],
-        tau2=out["tau2"],
-        tau2_ci_low=out["tau2_ci_low"],
-        tau2_ci_high=out["tau2_ci_high"],
-        tau=out["tau"],
-        i2=out["i2"],
-        i2_ci_low=out["i2_ci_low"],
-        i2_ci_high=out["i2_ci_high"],
-        h2=out["h2"],
-        h2_ci_low=out["h2_ci_low"],
-        h2_ci_high=out["h2_ci_high"],
-        q=out["q"],
-        q_df=out["q_df"],
-        q_pvalue=out["q_pvalue"],
-        df=out["df"],
-        vt=out["vt"],
-        converged=out["converged"],
-        se_tau2=out["se_tau2"],
-        loglik=out["loglik"],
-        method=method,
-        test=test,
-        level=level,
-    )
+    return BatchResult(k=k, **out, method=method, test=test, level=level)

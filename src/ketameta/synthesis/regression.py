@@ -25,12 +25,11 @@ from ketameta._core.regression import (
     distinct_permutations,
     fit_mods,
     normal_traces,
-    permutation_statistics,
     predict_mods,
     tau2_mods,
 )
 from ketameta.exceptions import ConvergenceWarning, DataValidationError, ExcludedStudyWarning
-from ketameta.synthesis import printing
+from ketameta.synthesis import _parallel, printing
 from ketameta.synthesis.results import ResultMixin
 
 COMPARE_TOL = math.sqrt(np.finfo(float).eps)  # ties in permutation statistics, as metafor
@@ -111,7 +110,14 @@ class MetaRegResult(ResultMixin):
             index=newdata.index,
         )
 
-    def permutest(self, n_perm: int = 1000, seed: int | None = None, exact: Any = "auto"):
+    def permutest(
+        self,
+        n_perm: int = 1000,
+        seed: int | None = None,
+        exact: Any = "auto",
+        *,
+        executor: Any = None,
+    ):
         """Permutation p-values as metafor's ``permutest()``.
 
         Intercept-only models flip the signs of ``yi`` (2^k patterns); models with moderators
@@ -122,8 +128,10 @@ class MetaRegResult(ResultMixin):
         same way; ``exact=False`` here forces random draws); otherwise ``n_perm`` patterns are
         used of which the first is the observed data and ``n_perm - 1`` are random (seeded),
         as metafor, so the p-value is ``(1 + #{|z*| >= |z|}) / n_perm``. Ties are counted with
-        metafor's tolerance ``sqrt(machine eps)``. All permuted models are fitted as one
-        vectorised batch (``ketameta._core.regression.permutation_statistics``).
+        metafor's tolerance ``sqrt(machine eps)``. The patterns are drawn (or enumerated) here,
+        then fitted as vectorised batches of 4096 (``ketameta._core.regression``); ``executor``
+        (a ``concurrent.futures.Executor`` or a ``dask.distributed.Client``) fits the batches
+        elsewhere, with the same numbers as in process (see ``docs/distributed.md``).
 
         Returns
         -------
@@ -138,7 +146,7 @@ class MetaRegResult(ResultMixin):
         >>> metareg(df, "~ x", method="DL").permutest().n_permutations
         120
         """
-        return _permutest(self, n_perm, seed, exact)
+        return _permutest(self, n_perm, seed, exact, executor)
 
 
 def _variables(data: pd.DataFrame, mods: str, skip: tuple[str, ...]) -> list[str]:
@@ -387,9 +395,18 @@ def metareg(
 
 
 def permutest(
-    result: MetaRegResult, n_perm: int = 1000, *, seed: int | None = None, exact: Any = "auto"
+    result: MetaRegResult,
+    n_perm: int = 1000,
+    *,
+    seed: int | None = None,
+    exact: Any = "auto",
+    executor: Any = None,
 ) -> PermutationResult:
     """Permutation test of a fitted meta-regression (``result.permutest``, as a function).
+
+    ``executor`` (a ``concurrent.futures.Executor`` or a ``dask.distributed.Client``) fits
+    the permutations in chunks of 4096 on its workers; the permutations themselves are drawn
+    from ``seed`` here, so the result is the in-process one whatever the executor.
 
     Examples
     --------
@@ -400,13 +417,13 @@ def permutest(
     >>> perm.n_permutations, round(float(perm.pvalue["x"]), 4)  # 16 of the 5! orders
     (120, 0.1333)
     """
-    return _permutest(result, n_perm, seed, exact)
+    return _permutest(result, n_perm, seed, exact, executor)
 
 
 MAX_EXACT = 2_000_000  # exact=True beyond this many permutations would not fit in memory
 
 
-def _permutest(res: MetaRegResult, n_perm: int, seed: int | None, exact: Any):
+def _permutest(res: MetaRegResult, n_perm: int, seed: int | None, exact: Any, executor: Any = None):
     if isinstance(n_perm, bool) or not isinstance(n_perm, int) or n_perm < 2:
         raise ValueError(f"n_perm must be an integer >= 2, got {n_perm!r}")
     if exact not in ("auto", True, False):
@@ -428,17 +445,11 @@ def _permutest(res: MetaRegResult, n_perm: int, seed: int | None, exact: Any):
             if use_exact
             else np.vstack([np.ones(k), rng.choice([-1.0, 1.0], size=(n_perm - 1, k))])
         )
-        out = fit_batch(
-            signs * res.yi,
-            np.broadcast_to(res.vi, signs.shape),
-            method=res.method,
-            test=res.test,
-            level=res.level,
-            ci_tau2=False,
-        )
-        z_perm = np.asarray(out["statistic"])[:, None]
+        args = (res.yi, res.vi, res.method, res.test, res.level)
+        parts = _map_permutations(_parallel.sign_flip_chunk, signs, args, executor)
+        z_perm = np.concatenate([p[0] for p in parts])[:, None]
         qm_perm, qm_obs = z_perm[:, 0] ** 2, obs_z[0] ** 2
-        converged = np.asarray(out["converged"], dtype=bool)
+        converged = np.concatenate([p[1] for p in parts])
     else:
         orders = (
             distinct_permutations(res.X)
@@ -447,15 +458,9 @@ def _permutest(res: MetaRegResult, n_perm: int, seed: int | None, exact: Any):
                 [np.arange(k), rng.permuted(np.tile(np.arange(k), (n_perm - 1, 1)), axis=1)]
             )
         )
-        z_perm, qm_perm, converged = permutation_statistics(
-            res.yi,
-            res.vi,
-            res.X,
-            orders,
-            res.method,
-            test=res.test,
-            intercept=res.coef.index[0] == "intrcpt",
-        )
+        args = (res.yi, res.vi, res.X, res.method, res.test, res.coef.index[0] == "intrcpt")
+        parts = _map_permutations(_parallel.row_order_chunk, orders, args, executor)
+        z_perm, qm_perm, converged = (np.concatenate([p[i] for p in parts]) for i in range(3))
         qm_obs = res.qm
     if not converged.all():
         warnings.warn(
@@ -472,3 +477,12 @@ def _permutest(res: MetaRegResult, n_perm: int, seed: int | None, exact: Any):
         n_permutations=int(z_perm.shape[0]),
         exact=use_exact,
     )
+
+
+def _map_permutations(fn: Any, patterns: np.ndarray, args: tuple, executor: Any) -> list:
+    """``fn(chunk, *args)`` over chunks of 4096 patterns, in order, in process or on
+    ``executor`` (the same chunks either way, so the same numbers)."""
+    bounds = _parallel.chunk_bounds(len(patterns), _parallel.PERMUTATION_CHUNK)
+    pieces = [patterns[a:b] for a, b in bounds]
+    consts = [[a] * len(pieces) for a in args]
+    return list(_parallel.map_chunks(fn, pieces, *consts, executor=executor))
