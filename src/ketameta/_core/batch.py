@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ketameta._core.arrays import normalize, prepare
-from ketameta._core.fitstats import fit_statistics, se_tau2
+from ketameta._core.arrays import _add_reduce, normalize, prepare
+from ketameta._core.fitstats import _LOG_2PI, fit_statistics, se_tau2
 from ketameta._core.pooling import TESTS, TESTS_TEXT, _pool_prepared
 from ketameta._core.tau2 import (
     COMMON_METHODS,
@@ -100,7 +100,9 @@ def fit_batch(
     # prepare once (mask placeholders, k); the steps below take the prepared arrays
     yi, vi, m, k = prepare(yi, vi, mask)
     yi, vi, c, s = normalize(yi, vi, m)  # once: every step below works on this problem
-    fit = _estimate_prepared(yi, vi, m, k, method, tol=tol, maxiter=maxiter, scaled=s)
+    # the likelihood pieces at the estimate and Q(0), from the ML/REML fit
+    parts = {} if (stats or ci_tau2) and method in ("ML", "REML") else None
+    fit = _estimate_prepared(yi, vi, m, k, method, tol=tol, maxiter=maxiter, scaled=s, parts=parts)
     out = _pool_prepared(
         yi, vi, m, k, fit.tau2, test=test, level=level, method=method, scaled=(c, s)
     )
@@ -109,7 +111,7 @@ def fit_batch(
     out["converged"] = fit.converged
     out["iterations"] = fit.iterations
     if stats:
-        out.update(_scaled_statistics(yi, vi, m, k, fit.tau2, method, s))
+        out.update(_scaled_statistics(yi, vi, m, k, fit.tau2, method, s, parts))
     if ci_tau2:
         shape = fit.tau2.shape
         if method in COMMON_METHODS:
@@ -121,7 +123,7 @@ def fit_batch(
         else:
             ci = _q_profile_prepared(
                 yi, vi, m, k, level=level, tau2=fit.tau2, tol=tol, maxiter=maxiter,
-                max_tau2=max_tau2, scaled=s,
+                max_tau2=max_tau2, scaled=s, at_zero=parts.get("at_zero") if parts else None,
             )  # fmt: skip
             lo, hi = ci
             ci_ok = ~(np.isnan(lo) | np.isnan(hi)) | (k < 2)
@@ -145,19 +147,25 @@ def fit_batch(
     return out
 
 
-def _scaled_statistics(y, v, m, k, tau2, method, s):
+def _scaled_statistics(y, v, m, k, tau2, method, s, parts=None):
     """se_tau2 and the fit statistics on the rescaled problem, mapped back to yi's units.
 
     With yi -> (yi - c) / s, vi -> vi / s², tau² -> tau² / s²: se_tau2 scales by s², the
     (restricted) log-likelihood shifts by -(k - 1) log s (REML) or -k log s, AIC/BIC/AICc by
     -2 times that, the REML deviance (-2 logLik) likewise; the ML deviance is scale free.
-    ``y``, ``v`` are the normalized problem and ``s`` its scale.
+    ``y``, ``v`` are the normalized problem and ``s`` its scale. ``parts`` (REML): the pieces
+    of the likelihood at the estimate from the fit (see :func:`_reml_statistics`).
     """
     s2 = s * s
     with np.errstate(over="ignore", invalid="ignore"):
         t = tau2 / s2
-        out = {"se_tau2": se_tau2(y, v, t, method, m=m, k=k) * s2}
-    fs = fit_statistics(y, v, t, method, m=m, k=k)
+    if parts and method == "REML" and np.array_equal(t, parts["tau2"]):
+        se, fs = _reml_statistics(k, parts)
+        out = {"se_tau2": se * s2}
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = {"se_tau2": se_tau2(y, v, t, method, m=m, k=k) * s2}
+        fs = fit_statistics(y, v, t, method, m=m, k=k)
     shift = -((k - 1.0) if method == "REML" else k) * np.log(s)
     fs["loglik"] = fs["loglik"] + shift
     for key in ("aic", "bic", "aicc"):
@@ -166,3 +174,35 @@ def _scaled_statistics(y, v, m, k, tau2, method, s):
         fs["deviance"] = fs["deviance"] - 2.0 * shift
     out.update(fs)
     return out
+
+
+def _reml_statistics(k, parts):
+    """REML se_tau2 and fit statistics from the fit's weights and likelihood pieces.
+
+    The arithmetic of :func:`ketameta._core.fitstats.se_tau2` (sqrt(2 / tr PP)) and
+    :func:`ketameta._core.fitstats.fit_statistics` (REML branch), on ``sum w``, Q, log det V
+    and the weights that the fit already computed at its estimate, so the values are the same
+    without evaluating the weights, residuals and logarithms again.
+    """
+    w, sw = parts["w"], parts["sw"]
+    w2 = w * w
+    s2 = _add_reduce(w2, -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tr_pp = s2 - 2.0 * _add_reduce(w2 * w, -1) / sw + s2 * s2 / (sw * sw)
+        se = np.where(k > 1, np.sqrt(2.0 / tr_pp), np.nan)
+    n = k - 1.0
+    parms = 2.0
+    ll = (
+        -0.5 * n * _LOG_2PI + 0.5 * np.log(k) - 0.5 * parts["logdet"] - 0.5 * np.log(sw)
+        - 0.5 * parts["q"]
+    )  # fmt: skip
+    big = np.maximum(n, parms + 2.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fs = {
+            "loglik": ll,
+            "deviance": -2.0 * ll,
+            "aic": -2.0 * ll + 2.0 * parms,
+            "bic": -2.0 * ll + parms * np.log(n),
+            "aicc": -2.0 * ll + 2.0 * parms * big / (big - parms - 1.0),
+        }
+    return se, fs

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ketameta._core.arrays import vdot, weighted_residuals, weights
+from ketameta._core.arrays import _add_reduce, vdot, weighted_residuals, weights
 
 
 def _take(arrays, sel):
@@ -20,24 +20,35 @@ def _flatten(yi, vi, m, *per_problem):
     k = yi.shape[-1]
     n = int(np.prod(yi.shape[:-1], dtype=np.int64))
     flat = [yi.reshape(n, k), vi.reshape(n, k), None if m is None else m.reshape(n, k)]
+    return n, flat, _per_problem(yi.shape[:-1], n, per_problem)
+
+
+def _per_problem(shape, n, arrays):
+    """Per-problem arrays (None kept) broadcast to ``shape`` and flattened to length n."""
     extra = []
-    for a in per_problem:
+    for a in arrays:
         if a is not None:
             a = np.asarray(a, dtype=np.float64)
-            a = a.reshape(n) if a.size == n else np.broadcast_to(a, yi.shape[:-1]).reshape(n)
+            a = a.reshape(n) if a.size == n else np.broadcast_to(a, shape).reshape(n)
         extra.append(a)
-    return n, flat, extra
+    return extra
 
 
 def _q_and_slope(y, v, mm, t, tgt):
     """Q(t) - target and -dQ/dt = sum (w e)² at tau² = t."""
-    w = weights(v, t, mm)
-    _, _, e = weighted_residuals(y, w)
-    we = w * e
+    w = v + np.asarray(t)[..., None]
+    np.reciprocal(w, out=w)
+    if mm is not None:
+        w *= mm
+    sw = _add_reduce(w, -1)
+    e = y - (vdot(w, y) / sw)[..., None]
+    we = np.multiply(w, e, out=w)  # w is not needed again
     return vdot(we, e) - tgt, vdot(we, we)
 
 
-def solve_q_equation(yi, vi, m, target, *, upper=None, tol=1e-12, maxiter=1000):
+def solve_q_equation(
+    yi, vi, m, target, *, upper=None, tol=1e-12, maxiter=1000, at_zero=None, at_upper=None
+):
     """Root of the generalized Q equation ``Q(tau²) = target`` for each problem.
 
     Q(tau²) = sum w (y - mean_w)², w = 1/(vi + tau²), is positive, decreasing and convex in
@@ -48,26 +59,45 @@ def solve_q_equation(yi, vi, m, target, *, upper=None, tol=1e-12, maxiter=1000):
     left (which, Q being convex, never passes the root) or by bisection. A problem stops when
     the step is at most ``tol * max(1, tau²)`` or Q equals the target.
     tau² = 0 where Q(0) <= target. With ``upper``, a root beyond ``upper`` is reported as
-    ``upper`` (metafor's ``tau2.max`` for Q-profile bounds). Returns
+    ``upper`` (metafor's ``tau2.max`` for Q-profile bounds). ``at_zero = (Q(0), -Q'(0))``
+    and ``at_upper = Q(upper)``, when given (broadcast against the problems), are used
+    instead of evaluating them (two searches on the same data share them). Returns
     ``(tau2, converged, iterations)`` shaped ``yi.shape[:-1]``.
     """
     shape = yi.shape[:-1]
-    n, (y, v, mm), (tgt, up) = _flatten(yi, vi, m, target, upper)
+    n = int(np.prod(shape, dtype=np.int64))
+    tgt, up, q0, s0, q_up = _per_problem(
+        shape, n, (target, upper, *(at_zero or (None, None)), at_upper)
+    )
+    # with Q(0) (and Q(upper)) given, the data are first needed for the problems still
+    # searching: gather those rows then, without flattening (copying) a broadcast stack first
+    lazy = q0 is not None and (up is None or q_up is not None) and len(shape) > 0
+    if not lazy:
+        _, (y, v, mm), _ = _flatten(yi, vi, m)
     tau2 = np.zeros(n)
     iterations = np.zeros(n, dtype=np.int64)
     converged = np.ones(n, dtype=bool)
     t = np.zeros(n)
-    f, slope = _q_and_slope(y, v, mm, t, tgt)
+    if q0 is None:
+        f, slope = _q_and_slope(y, v, mm, t, tgt)
+    else:
+        f, slope = q0 - tgt, s0.copy()
     act = f > 0
     hi = np.full(n, np.inf)
     if up is not None:
-        beyond = act & (_q_and_slope(y, v, mm, up, tgt)[0] >= 0)
+        f_up = _q_and_slope(y, v, mm, up, tgt)[0] if q_up is None else q_up - tgt
+        beyond = act & (f_up >= 0)
         tau2[beyond] = up[beyond]
         act &= ~beyond
         hi = up.copy()
     converged[act] = False
     idx = np.flatnonzero(act)
-    if idx.size < n:
+    if lazy:
+        rows = np.unravel_index(idx, shape)
+        y, v, mm = yi[rows], vi[rows], None if m is None else m[rows]
+        if idx.size < n:
+            tgt, f, slope, t, hi = _take([tgt, f, slope, t, hi], act)
+    elif idx.size < n:
         y, v, mm, tgt, f, slope, t, hi = _take([y, v, mm, tgt, f, slope, t, hi], act)
     lo = t.copy()
     for it in range(1, maxiter + 1):
@@ -84,15 +114,19 @@ def solve_q_equation(yi, vi, m, target, *, upper=None, tol=1e-12, maxiter=1000):
             new = np.where(bad, safe, new)
         done = np.abs(new - t) <= tol * np.maximum(new, 1.0)
         t = new
-        f, slope = _q_and_slope(y, v, mm, t, tgt)
-        done |= f == 0
-        if done.any():
-            tau2[idx[done]] = t[done]
-            converged[idx[done]] = True
-            iterations[idx[done]] = it
-            keep = ~done
-            idx = idx[keep]
-            y, v, mm, tgt, f, slope, t, lo, hi = _take([y, v, mm, tgt, f, slope, t, lo, hi], keep)
+        for stop in range(2):  # the converged steps, then the exact roots (Q = target)
+            if stop:
+                f, slope = _q_and_slope(y, v, mm, t, tgt)  # only where the search goes on
+                done = f == 0
+            if np.count_nonzero(done):
+                tau2[idx[done]] = t[done]
+                converged[idx[done]] = True
+                iterations[idx[done]] = it
+                keep = ~done
+                idx = idx[keep]
+                y, v, mm, tgt, t, lo, hi = _take([y, v, mm, tgt, t, lo, hi], keep)
+                if stop:
+                    f, slope = f[keep], slope[keep]
     tau2[idx] = t
     iterations[idx] = maxiter
     return tau2.reshape(shape), converged.reshape(shape), iterations.reshape(shape)
@@ -106,14 +140,28 @@ def _score_steps(y, v, mm, t, reml):
     tr(PP) / 2 (REML) or sum w² / 2 (ML); the observed information subtracts it from y'PPPy.
     Returns ``(fisher_step, newton_step, observed_information)``.
     """
-    w = weights(v, t, mm)
-    sw, _, e = weighted_residuals(y, w)
-    we = w * e
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _score_raw(y, v, mm, t, reml)
+
+
+def _score_raw(y, v, mm, t, reml):
+    """:func:`_score_steps` without its floating-point state (the caller sets it)."""
+    # few large temporaries, reused in place (fresh (n, k) arrays cost page faults)
+    w = v + np.asarray(t)[..., None]
+    np.reciprocal(w, out=w)
+    if mm is not None:
+        w *= mm
+    sw = _add_reduce(w, -1)
+    mu = vdot(w, y) / sw
+    we = y - mu[..., None]  # the residuals e, then w e in place
+    np.multiply(we, w, out=we)
     sw2 = vdot(w, w)
-    sw3 = vdot(w * w, w)
+    tmp = np.multiply(w, w)
+    sw3 = vdot(tmp, w)
     ypp = vdot(we, we)  # y'PPy = sum w² e²
     sw2e = vdot(we, w)  # sum w² e
-    yppp = vdot(we * w, we) - sw2e * sw2e / sw  # y'PPPy
+    np.multiply(we, w, out=tmp)
+    yppp = vdot(tmp, we) - sw2e * sw2e / sw  # y'PPPy
     if reml:
         tr_p = sw - sw2 / sw
         expected = sw2 - 2.0 * sw3 / sw + sw2 * sw2 / (sw * sw)  # tr(PP)
@@ -122,8 +170,7 @@ def _score_steps(y, v, mm, t, reml):
         expected = sw2
         twice_score = ypp - sw
     observed = 2.0 * yppp - expected  # twice the observed information
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return twice_score / expected, twice_score / observed, observed
+    return twice_score / expected, twice_score / observed, observed
 
 
 def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000, upper=None):
@@ -146,64 +193,112 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000, upper=Non
     problem whose step is NaN (score or information not finite) stops with
     ``converged = False`` before ``maxiter``; the caller falls back to a bracketed root.
     Returns ``(tau2, converged, iterations)`` shaped like ``start``.
+
+    A problem that has stopped stays in the working arrays, frozen, until an eighth of them
+    have stopped (then they are compacted): the arithmetic of each problem is unchanged, and
+    the many late rounds over a handful of problems gather their rows less often.
     """
     shape = yi.shape[:-1]
     n, (y, v, mm), (t, up) = _flatten(yi, vi, m, start, upper)
     yf, vf, mf = y, v, mm
     tau2 = t.copy()
-    iterations = np.zeros(n, dtype=np.int64)
+    iterations = np.full(n, maxiter, dtype=np.int64)
     converged = np.zeros(n, dtype=bool)
     idx = np.arange(n)
     lo = np.full(n, -1.0)  # largest tau² seen with a positive score (-1: none yet)
     hi = np.full(n, np.inf)  # smallest tau² seen with a negative score
-    for it in range(1, maxiter + 1):
-        if idx.size == 0:
-            break
-        adj, newton, observed = _score_steps(y, v, mm, t, reml)
-        failed = np.isnan(adj)
-        adj = np.where(failed, 0.0, adj)
-        lo = np.where(adj > 0, np.maximum(lo, t), lo)
-        hi = np.where(adj < 0, np.minimum(hi, t), hi)
-        newton_ok = (observed > 0) & (t + newton >= 0)
-        fisher = adj
-        adj = np.where(newton_ok & (np.abs(adj) <= 0.5 * t), newton, adj)
-        neg = t + adj < 0
-        if neg.any():
-            with np.errstate(divide="ignore"):
+    nnz = np.count_nonzero  # the cheapest "any" on small boolean arrays
+    live, n_dead = None, 0  # the stopped problems still in the working arrays
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for it in range(1, maxiter + 1):
+            if idx.size == n_dead:
+                break
+            adj, newton, observed = _score_raw(y, v, mm, t, reml)
+            failed = adj != adj  # NaN
+            n_failed = nnz(failed)
+            if n_failed:
+                adj = np.where(failed, 0.0, adj)
+            lo = np.where(adj > 0, np.maximum(lo, t), lo)
+            hi = np.where(adj < 0, np.minimum(hi, t), hi)
+            t_newton = t + newton
+            newton_ok = (observed > 0) & (t_newton >= 0)
+            fisher = adj
+            adj = np.where(newton_ok & (np.abs(adj) <= 0.5 * t), newton, adj)
+            new = t + adj
+            neg = new < 0
+            if nnz(neg):
                 halvings = np.ceil(np.log2(np.where(neg & (t > 0), -adj / t, 1.0)))
-            adj = np.where(neg, np.where(t > 0, np.ldexp(adj, -halvings.astype(int)), 0.0), adj)
-            adj = np.where(t + adj < 0, -t, adj)  # round-off guard: land exactly on 0
-        new = t + adj
-        bracket = (lo >= 0) & (hi < np.inf)
-        if bracket.any():
-            f_in = (t + fisher > lo) & (t + fisher < hi)
-            n_in = newton_ok & (t + newton > lo) & (t + newton < hi)
-            safe = np.where(n_in, t + newton, np.where(f_in, t + fisher, 0.5 * (lo + hi)))
-            new = np.where(bracket, safe, new)
-        if up is not None:
-            over = ~(new <= up)  # past every stationary point, infinite or NaN
-            if over.any():
-                new = np.where(over, 0.5 * (t + up), new)
-        change = np.abs(new - t)
-        t = new
-        scale = tol * np.maximum(t, 1.0)
-        done = (change <= scale) | (bracket & (hi - lo <= scale)) | failed
-        if done.any():
-            tau2[idx[done]] = t[done]
-            converged[idx[done & ~failed]] = True
-            iterations[idx[done]] = it
-            keep = ~done
-            idx = idx[keep]
-            y, v, mm, t, lo, hi = _take([y, v, mm, t, lo, hi], keep)
-            up = None if up is None else up[keep]
+                adj = np.where(neg, np.where(t > 0, np.ldexp(adj, -halvings.astype(int)), 0.0), adj)
+                adj = np.where(t + adj < 0, -t, adj)  # round-off guard: land exactly on 0
+                new = t + adj
+            bracket = (lo >= 0) & (hi < np.inf)
+            any_bracket = nnz(bracket)
+            if any_bracket:
+                t_fisher = t + fisher
+                f_in = (t_fisher > lo) & (t_fisher < hi)
+                n_in = newton_ok & (t_newton > lo) & (t_newton < hi)
+                safe = np.where(n_in, t_newton, np.where(f_in, t_fisher, 0.5 * (lo + hi)))
+                new = np.where(bracket, safe, new)
+            if up is not None:
+                inside = new <= up  # else past every stationary point, infinite or NaN
+                if nnz(inside) < inside.size:
+                    new = np.where(inside, new, 0.5 * (t + up))
+            change = np.abs(new - t)
+            scale = tol * np.maximum(new, 1.0)
+            done = change <= scale
+            if n_failed:
+                done |= failed
+            if any_bracket:
+                done |= bracket & (hi - lo <= scale)
+            if n_dead:
+                done &= live
+                t = np.where(live, new, t)  # stopped problems stay where they stopped
+            else:
+                t = new
+            n_done = nnz(done)
+            if n_done:
+                rows = idx[done]
+                tau2[rows] = t[done]
+                converged[rows] = ~failed[done] if n_failed else True
+                iterations[rows] = it
+                n_dead += n_done
+                if 8 * n_dead >= idx.size:  # compact once an eighth has stopped
+                    keep = live & ~done if live is not None else ~done
+                    idx = idx[keep]
+                    y, v, mm, t, lo, hi = _take([y, v, mm, t, lo, hi], keep)
+                    up = None if up is None else up[keep]
+                    live, n_dead = None, 0
+                else:
+                    live = ~done if live is None else live & ~done
+    if live is not None:
+        idx, t = idx[live], t[live]
     tau2[idx] = t
-    iterations[idx] = maxiter
     tiny = converged & (tau2 > 0) & (tau2 <= 100.0 * tol)
     if tiny.any():
         sel = np.flatnonzero(tiny)
         score0 = _score_steps(*_take([yf, vf, mf], sel), np.zeros(sel.size), reml)[0]
         tau2[sel[score0 <= 0]] = 0.0
     return tau2.reshape(shape), converged.reshape(shape), iterations.reshape(shape)
+
+
+def row_max_min(a, *, high=True, low=True):
+    """Largest and/or smallest entry of each row (last axis): ``(max, min)``, or one of them.
+
+    For an ``(n, k)`` array with short rows the reductions run down the columns of a
+    transposed copy (numpy reduces a short last axis element by element, ~4x slower); max and
+    min are exact, so the values are those of ``a.max(axis=-1)`` and ``a.min(axis=-1)``.
+    """
+    if a.ndim == 2 and a.shape[-1] <= 64 and a.shape[0] >= 64:
+        a = np.ascontiguousarray(a.T)
+        axis = 0
+    else:
+        axis = -1
+    out = []
+    if high:
+        out.append(np.maximum.reduce(a, axis=axis))
+    if low:
+        out.append(np.minimum.reduce(a, axis=axis))
+    return tuple(out) if len(out) > 1 else out[0]
 
 
 def score_root_upper(y, v, mm, reml):
@@ -215,33 +310,31 @@ def score_root_upper(y, v, mm, reml):
     is negative once also tau² > 4 R². Returned with a 1% margin (at least 1e-300).
     """
     if mm is None:
-        r = y.max(axis=-1) - y.min(axis=-1)
-        vmax = v.max(axis=-1)
+        y_hi, y_lo = row_max_min(y)
+        vmax = row_max_min(v, low=False)
     else:
         on = mm > 0
-        r = np.where(on, y, -np.inf).max(axis=-1) - np.where(on, y, np.inf).min(axis=-1)
-        vmax = np.where(on, v, 0.0).max(axis=-1)
+        y_hi = row_max_min(np.where(on, y, -np.inf), low=False)
+        y_lo = row_max_min(np.where(on, y, np.inf), high=False)
+        vmax = row_max_min(np.where(on, v, 0.0), low=False)
+    r = y_hi - y_lo
     with np.errstate(over="ignore", invalid="ignore"):
         bound = np.maximum(2.0 * vmax, 4.0 * r * r) if reml else r * r
         return np.maximum(1.01 * bound, 1e-300)
 
 
-def scan_score(yi, vi, m, reml, upper, *, per_decade=3, min_points=12, max_points=96):
-    """The sign pattern of the score on a grid, to find every local maximum.
+_SCAN_CHUNK = 1_000_000  # doubles per chunk of the score scan (~8 MB)
 
-    For each problem: tau² = 0 and a geometric grid from 0.1 min(vi) to ``upper`` (a bound
-    on the stationary points, :func:`score_root_upper`), ``per_decade`` points a decade
-    (between ``min_points`` and ``max_points``, the same count for the whole batch). Below
-    0.1 min(vi) every weight changes by less than 10%, so the score is nearly linear there and
-    cannot turn twice. Returns ``(grid, score)`` shaped ``(n, G + 1)`` (score: twice the
-    score, from moment sums by batched matrix products, fine for its sign on the centred and
-    scaled problems of :func:`ketameta._core.arrays.normalize`): a local maximum of the
-    likelihood lies in each interval ``[grid[j], grid[j + 1]]`` where the score goes from
-    > 0 to <= 0. Works in row chunks so memory stays ~ 16 MB.
+
+def scan_grid(v, mm, up, *, per_decade=3, min_points=12, max_points=96):
+    """The grid of :func:`scan_score` for flat ``(n, k)`` problems: ``(grid, vmin)``.
+
+    tau² = 0, then ``G`` geometric points from ``min(0.1 min(vi), 1e-3 upper)`` to ``upper``;
+    G (``per_decade`` points a decade, between ``min_points`` and ``max_points``) is set by
+    the widest problem of the batch, so a subset of rows needs this batch's grid, not its own.
     """
-    n, (y, v, mm), (up,) = _flatten(yi, vi, m, upper)
-    k = y.shape[-1]
-    vmin = v.min(axis=-1) if mm is None else np.where(mm > 0, v, np.inf).min(axis=-1)
+    n = v.shape[0]
+    vmin = row_max_min(v if mm is None else np.where(mm > 0, v, np.inf), high=False)
     low = np.minimum(0.1 * vmin, 1e-3 * up)
     with np.errstate(divide="ignore", invalid="ignore"):
         decades = np.log10(up / low)
@@ -253,10 +346,23 @@ def scan_score(yi, vi, m, reml, upper, *, per_decade=3, min_points=12, max_point
     grid[:, 0] = 0.0
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         grid[:, 1:] = low[:, None] * (up / low)[:, None] ** frac
+    return grid, vmin
+
+
+def score_on_grid(y, v, mm, grid, reml):
+    """Twice the ML/REML score at each ``grid[i, j]`` of problem i, from moment sums.
+
+    Flat ``(n, k)`` problems; batched matrix products of the weights ``1/(v + grid)`` and
+    their squares with ``1, y, y²`` (fine for the sign of the score on the centred and scaled
+    problems of :func:`ketameta._core.arrays.normalize`). Works in row chunks so memory stays
+    ~ 16 MB. Returns an array shaped like ``grid``.
+    """
+    n, k = y.shape
+    g1 = grid.shape[1]
     ones = np.ones(y.shape) if mm is None else mm
     moments = np.stack([ones, y, y * y], axis=-1)  # (n, k, 3): sums of w^p, w^p y, w^p y²
-    score = np.empty((n, g + 1))
-    step = max(1, 1_000_000 // max(1, (g + 1) * k))
+    score = np.empty((n, g1))
+    step = max(1, _SCAN_CHUNK // max(1, g1 * k))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for a in range(0, n, step):
             b = min(n, a + step)
@@ -271,7 +377,25 @@ def scan_score(yi, vi, m, reml, upper, *, per_decade=3, min_points=12, max_point
             sw2 = s2[..., 0]
             ypp = s2[..., 2] - mu * (2.0 * s2[..., 1] - mu * sw2)
             score[a:b] = ypp - (sw - sw2 / sw) if reml else ypp - sw
-    return grid, score
+    return score
+
+
+def scan_score(yi, vi, m, reml, upper, *, per_decade=3, min_points=12, max_points=96):
+    """The sign pattern of the score on a grid, to find every local maximum.
+
+    For each problem: tau² = 0 and a geometric grid from 0.1 min(vi) to ``upper`` (a bound
+    on the stationary points, :func:`score_root_upper`), ``per_decade`` points a decade
+    (between ``min_points`` and ``max_points``, the same count for the whole batch). Below
+    0.1 min(vi) every weight changes by less than 10%, so the score is nearly linear there and
+    cannot turn twice. Returns ``(grid, score)`` shaped ``(n, G + 1)`` (score: twice the
+    score, see :func:`score_on_grid`): a local maximum of the likelihood lies in each
+    interval ``[grid[j], grid[j + 1]]`` where the score goes from > 0 to <= 0.
+    """
+    n, (y, v, mm), (up,) = _flatten(yi, vi, m, upper)
+    grid, _ = scan_grid(
+        v, mm, up, per_decade=per_decade, min_points=min_points, max_points=max_points
+    )
+    return grid, score_on_grid(y, v, mm, grid, reml)
 
 
 def bracketed_score_root(yi, vi, m, lo, hi, *, reml, tol=1e-12, maxiter=1000):

@@ -1,0 +1,258 @@
+"""The Q-profile confidence interval for tau² and the derived tau, I², H² bounds.
+
+As metafor's ``confint()`` (type "QP"): the bounds solve the generalized Q equation
+Q(tau²) = chi²_{k-1} quantiles (:func:`ketameta._core.iterative.solve_q_equation`). The names
+are also importable from :mod:`ketameta._core.tau2`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy import special
+
+from ketameta._core.arrays import normalize, prepare, q_statistic
+from ketameta._core.iterative import _q_and_slope, solve_q_equation
+
+
+class _QProfilePair(NamedTuple):
+    tau2_low: np.ndarray
+    tau2_high: np.ndarray
+
+
+class QProfileCI(_QProfilePair):  # noqa: SLOT002 (instances carry the flags as attributes)
+    """Q-profile confidence bounds for tau² (NaN where a search failed or k < 2).
+
+    Unpacks as the pair ``(tau2_low, tau2_high)``, and carries boolean arrays saying which
+    bound was not found, so that a caller can warn naming it: ``low_found`` / ``high_found``
+    (the bound is the root of its equation, or 0 where that has no positive root) and
+    ``low_at_limit`` / ``high_at_limit`` (the root lies beyond the search limit ``max_tau2``
+    and the limit is reported, metafor's ">"). A bound neither found nor at the limit is NaN
+    (the search failed, or k < 2).
+    """
+
+    low_found: np.ndarray
+    high_found: np.ndarray
+    low_at_limit: np.ndarray
+    high_at_limit: np.ndarray
+
+    def __new__(
+        cls, tau2_low, tau2_high, low_found=None, high_found=None, low_at_limit=None,
+        high_at_limit=None,
+    ):  # fmt: skip
+        self = super().__new__(cls, tau2_low, tau2_high)
+        lo_ok = ~np.isnan(np.asarray(tau2_low, dtype=np.float64))
+        hi_ok = ~np.isnan(np.asarray(tau2_high, dtype=np.float64))
+        self.low_found = lo_ok if low_found is None else np.asarray(low_found, dtype=bool)
+        self.high_found = hi_ok if high_found is None else np.asarray(high_found, dtype=bool)
+        none = np.zeros(lo_ok.shape, dtype=bool)
+        self.low_at_limit = none if low_at_limit is None else np.asarray(low_at_limit, bool)
+        self.high_at_limit = none if high_at_limit is None else np.asarray(high_at_limit, bool)
+        return self
+
+
+class HeterogeneityBounds(NamedTuple):
+    """Bounds on tau, I² (percent) and H² derived from the tau² bounds, as metafor's confint()."""
+
+    tau_low: np.ndarray
+    tau_high: np.ndarray
+    i2_low: np.ndarray
+    i2_high: np.ndarray
+    h2_low: np.ndarray
+    h2_high: np.ndarray
+
+
+def _chi2_isf(df, p):
+    """chi² quantile ``chdtri(df, p)``, computed once per distinct df in large batches.
+
+    ``chdtri`` costs ~0.5 us per element, a large share of a batched fit; batches mostly share
+    a few values of k, so the quantiles are looked up from the distinct ones (NaN df -> NaN).
+    """
+    df = np.asarray(df, dtype=np.float64)
+    if df.size <= 64:
+        return special.chdtri(df, p)
+    distinct, where = np.unique(df, return_inverse=True)
+    return special.chdtri(distinct, p)[where].reshape(df.shape)
+
+
+def q_profile_ci(
+    yi, vi, *, mask=None, level=95.0, tau2=None, tol=1e-12, maxiter=1000, max_tau2="metafor"
+):
+    """Q-profile confidence interval for tau², as metafor's ``confint()`` (type "QP").
+
+    The bounds solve ``Q(tau²) = chi²_{k-1}`` upper and lower ``(1 - level/100)/2`` quantiles,
+    where Q is the generalized Q statistic with weights 1/(vi + tau²). A bound whose equation
+    has no positive root (Q(0) below the quantile) is 0, as in metafor. By default
+    (``max_tau2="metafor"``) the search stops at metafor's limit ``tau2.max = max(100,
+    10 * tau2)`` and a bound beyond it is set to that limit (metafor prints it as ">"); that
+    limit is not scale free (it is in the units of yi²). With ``max_tau2=None`` the bracket
+    is grown until it holds the root (its upper end starts at sum (yi - mean yi)² / quantile,
+    beyond which Q is below the quantile, and is doubled while it is not), so both bounds are
+    always roots; a number (or array) is used as the limit itself. Roots are found to ``tol``
+    (metafor's default stops at ~1.2e-4), on the centred and rescaled problem
+    (:func:`ketameta._core.arrays.normalize`), so bounds are scale equivariant.
+
+    Parameters
+    ----------
+    yi, vi, mask : as :func:`estimate_tau2`.
+    level : float
+        Confidence level in percent.
+    tau2 : array_like, optional
+        The model's tau² estimate; only sets metafor's search limit ``max(100, 10 * tau2)``.
+    max_tau2 : "metafor", None, float or array_like
+        The search limit: metafor's (default), none (grow the bracket), or this value.
+
+    Returns
+    -------
+    QProfileCI
+        ``(tau2_low, tau2_high)``; NaN for problems with fewer than 2 studies or a failed
+        search. Its ``low_found``, ``high_found``, ``low_at_limit``, ``high_at_limit``
+        attributes say which bound was not found and why.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yi = np.array([-0.89, -1.59, -1.35, -1.44, -0.22, -0.79])
+    >>> vi = np.array([0.33, 0.19, 0.42, 0.02, 0.05, 0.01])
+    >>> lo, hi = q_profile_ci(yi, vi)
+    >>> round(float(lo), 4), round(float(hi), 4)
+    (0.0383, 1.4816)
+    """
+    yi, vi, m, k = prepare(yi, vi, mask)
+    return _q_profile_prepared(
+        yi, vi, m, k, level=level, tau2=tau2, tol=tol, maxiter=maxiter, max_tau2=max_tau2
+    )
+
+
+def _search_limit(shape, tau2, max_tau2):
+    """The Q-profile search limit on the original scale (None: no limit)."""
+    if max_tau2 is None:
+        return None
+    if isinstance(max_tau2, str):
+        if max_tau2 != "metafor":
+            raise ValueError(f"'max_tau2' must be 'metafor', None or a number, got {max_tau2!r}.")
+        upper = np.full(shape, 100.0)
+        if tau2 is not None:
+            upper = np.maximum(upper, 10.0 * np.asarray(tau2, dtype=np.float64))
+        return upper
+    return np.broadcast_to(np.asarray(max_tau2, dtype=np.float64), shape).copy()
+
+
+def _q_profile_prepared(
+    yi, vi, m, k, *, level, tau2, tol, maxiter, max_tau2="metafor", scaled=None, at_zero=None
+) -> QProfileCI:
+    """:func:`q_profile_ci` on the output of :func:`ketameta._core.arrays.prepare`.
+
+    ``at_zero = (Q(0), -Q'(0))`` on the normalized problem, when the caller has them.
+    """
+    shape = yi.shape[:-1]
+    alpha = 1.0 - level / 100.0
+    df = np.where(k > 1, k - 1.0, np.nan)
+    crit_u = _chi2_isf(df, alpha / 2.0)  # upper chi-square critical value
+    crit_l = _chi2_isf(df, 1.0 - alpha / 2.0)  # lower chi-square critical value
+    limit = _search_limit(shape, tau2, max_tau2)
+    yi, vi, _, s = normalize(yi, vi, m) if scaled is None else (yi, vi, None, scaled)
+    s2 = s * s
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if limit is None:  # grow the bracket: Q(t) <= sum (y - mean y)² / t
+            mm = 1.0 if m is None else m
+            ybar = (mm * yi).sum(axis=-1) / k
+            rss = (mm * (yi - ybar[..., None]) ** 2).sum(axis=-1)
+            reach = [np.maximum(1.01 * rss / c, 1e-300) for c in (crit_u, crit_l)]
+            reach = [_grow(yi, vi, m, r, c) for r, c in zip(reach, (crit_u, crit_l), strict=True)]
+        else:
+            reach = [limit / s2, limit / s2]
+    if yi.ndim == 1 and m is None:  # one problem: two scalar searches
+        if k < 2:
+            return QProfileCI(np.asarray(np.nan), np.asarray(np.nan))
+        bounds = [
+            _q_root_one(yi, vi, float(c), float(r), tol, maxiter)
+            for c, r in zip((crit_u, crit_l), reach, strict=True)
+        ]
+        roots = np.array([r for r, _, _ in bounds])
+        ok = np.array([o for _, o, _ in bounds])
+        reach = np.array([float(r) for r in reach])
+    else:
+        # stack the two searches along a new leading axis: one vectorised Newton run
+        ys = np.broadcast_to(yi, (2, *yi.shape))
+        vs = np.broadcast_to(vi, (2, *vi.shape))
+        ms = None if m is None else np.broadcast_to(m, (2, *m.shape))
+        target = np.stack([np.where(k > 1, crit_u, np.inf), np.where(k > 1, crit_l, np.inf)])
+        reach = np.stack([np.broadcast_to(r, shape) for r in reach])
+        # Q(0) and its slope, and Q at a common search limit, once for both searches
+        q0 = _q_and_slope(yi, vi, m, np.zeros(shape), 0.0) if at_zero is None else at_zero
+        q_up = None
+        if limit is not None:
+            q_up = _q_and_slope(yi, vi, m, reach[0], 0.0)[0]
+        roots, ok, _ = solve_q_equation(
+            ys, vs, ms, target, upper=reach, tol=tol, maxiter=maxiter, at_zero=q0, at_upper=q_up
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = roots * s2
+    at_limit = ok & (roots >= reach) & (k > 1) if limit is not None else np.zeros(ok.shape, bool)
+    found = ok & (k > 1) & ~at_limit & np.isfinite(scaled)
+    if limit is not None:  # report the limit exactly as given
+        scaled = np.where(at_limit, np.broadcast_to(limit, scaled.shape), scaled)
+    bounds = np.where(found | at_limit, scaled, np.nan)
+    return QProfileCI(bounds[0], bounds[1], found[0], found[1], at_limit[0], at_limit[1])
+
+
+def _grow(yi, vi, m, hi, target, *, limit=2100):
+    """Double ``hi`` until Q(hi) < target (it already is but for round-off); NaN targets kept."""
+    hi = np.array(hi, dtype=np.float64)
+    for _ in range(limit):
+        grow = q_statistic(yi, vi, hi, m) >= target
+        grow &= np.isfinite(hi)
+        if not grow.any():
+            break
+        hi = np.where(grow, 2.0 * hi, hi)
+    return hi
+
+
+def heterogeneity_bounds(tau2_low, tau2_high, vt) -> HeterogeneityBounds:
+    """tau, I² (percent) and H² bounds from tau² bounds and the typical variance ``vt``.
+
+    As metafor's ``confint()``: I² = 100 tau² / (vt + tau²), H² = tau² / vt + 1.
+    """
+    lo = np.asarray(tau2_low, dtype=np.float64)
+    hi = np.asarray(tau2_high, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return HeterogeneityBounds(
+            np.sqrt(lo),
+            np.sqrt(hi),
+            100.0 * lo / (vt + lo),
+            100.0 * hi / (vt + hi),
+            lo / vt + 1.0,
+            hi / vt + 1.0,
+        )
+
+
+def _q_root_one(y, v, target, upper, tol, maxiter):
+    """:func:`ketameta._core.iterative.solve_q_equation` for one unmasked problem (scalars)."""
+    t = 0.0
+    f, slope = (float(a) for a in _q_and_slope(y, v, None, t, target))
+    if not f > 0:
+        return 0.0, True, 0
+    hi = np.inf
+    if upper is not None:
+        if _q_and_slope(y, v, None, upper, target)[0] >= 0:
+            return upper, True, 0
+        hi = upper
+    lo = t
+    for it in range(1, maxiter + 1):
+        right = f > 0
+        if right:
+            lo = t
+        else:
+            hi = t
+        q_step = f / slope  # Newton on Q
+        new = t + q_step * (f + target) / target  # Newton on 1/Q - 1/target
+        if not lo < new < hi:
+            new = t + q_step if right else 0.5 * (lo + hi)
+        done = abs(new - t) <= tol * max(new, 1.0)
+        t = new
+        f, slope = (float(a) for a in _q_and_slope(y, v, None, t, target))
+        if done or f == 0:
+            return t, True, it
+    return t, False, maxiter
