@@ -174,7 +174,7 @@ def small_k_note(result: Any, n_studies: int) -> str:
         z_ci = interval(z.ci_low, z.ci_high)
     bayes = bayes_note(result, n_studies)
     return (
-        f"only {n_studies} studies: the Hartung-Knapp interval is wide by design; "
+        f"Only {n_studies} studies: the Hartung-Knapp interval is wide by design; "
         f"with a z test the 95% CI is {z_ci}" + (f"; {bayes}" if bayes else "")
     )
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ketameta.review.findings import SMALL_K, Finding
+from ketameta.review.findings import BAYES_MAX_STUDIES, SMALL_K, Finding
 from ketameta.review.report.html import details, esc, figure, table
 from ketameta.review.report.words import count, word
 from ketameta.review.verdicts import MIN_STUDIES_PER_LEVEL
@@ -140,7 +140,11 @@ differences (mixed-effects QM with common tau², and a Wald test on the separate
 studies in every level it compares; otherwise the report says it cannot be answered and prints no
 test. A single study is shown, never pooled (no diamond, no weight). With {SMALL_K[0]} to
 {SMALL_K[1]} studies the result says so and shows the z-test interval beside the Hartung-Knapp
-interval. Small-study tests (and the publication-bias rating) are used only with 10 or more
+interval. Every pool of {SMALL_K[0]} to {BAYES_MAX_STUDIES} studies also gets a Bayesian
+random-effects result (exact numerical integration, flat prior on the mean) under a
+half-normal(0.5) prior on tau, with two other priors beside it so the reader sees how much the
+prior matters. Small-study tests, the selection model, the Henmi-Copas interval, the test of
+excess significance (and the publication-bias rating) are used only with 10 or more
 studies.</p>
 <h3>Certainty of evidence (GRADE)</h3>{grade_text}
 <h3>Reproducibility</h3>{reproducibility}"""

@@ -69,7 +69,7 @@ def pooled_rows(result: Any) -> list[dict[str, str]]:
         one = res.k < 2
         note = "1 study: shown, not pooled" if one else ""
         if not one and SMALL_K[0] <= n <= SMALL_K[1]:
-            note = small_k_note(res, n) or f"only {n} studies"
+            note = small_k_note(res, n) or f"Only {n} studies"
         elif not one:
             note = small_k_note(res, n)
         rows.append(
