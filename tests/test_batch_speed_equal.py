@@ -185,3 +185,60 @@ def test_partial_scan_finds_the_candidates_of_the_full_scan(reml, seed=3):
     np.testing.assert_array_equal(others(part), others(full))
     assert others(full).any()  # the data do have likelihoods with another local maximum
     assert (~np.isfinite(part)).any()  # while most rows were scanned only in part
+
+
+def _boundary_batch(seed=0):
+    """1,000 problems of k = 20 (the benchmark's) and 600 with vi over four decades."""
+    rng = np.random.default_rng(seed)
+    vi = rng.uniform(0.01, 0.2, (1000, 20))
+    yi = rng.normal(0.3, np.sqrt(0.1 + vi))
+    v2 = 10.0 ** rng.uniform(-2, 2, (600, 20))
+    y2 = rng.normal(0.0, np.sqrt(v2 + rng.choice([0.0, 0.01, 0.1, 1.0], (600, 1))))
+    return np.concatenate([yi, y2]), np.concatenate([vi, v2])
+
+
+@pytest.mark.parametrize("method", ["REML", "ML"])
+def test_rows_with_no_positive_score_at_zero_start_at_zero(method):
+    """Where the score at tau² = 0 is <= 0, Fisher scoring starts at 0 instead of max(0, HE)
+    (its first step stays there): a unique maximum at 0 is exactly 0 after one iteration (not
+    the dozens of halved steps from HE); where the likelihood also has an interior maximum
+    (score(0) <= 0 does not make 0 the maximum) the score scan sees it, the row keeps
+    metafor's start and the higher maximum wins. Checked against the slow reference; the
+    single-problem paths (the scalar loop of ``estimate_tau2``, the fused fast path) give the
+    same numbers, and so does the batch fitted in chunks (bit for bit)."""
+    from ketameta._core.fastpath import fit_one
+    from ketameta._core.tau2 import estimate_tau2
+
+    reml = method == "REML"
+    yi, vi = _boundary_batch()
+    out = fit_batch(yi, vi, method=method)
+    assert out["converged"].all()
+    y, v, m, k = prepare(yi, vi)
+    y, v, _, _ = normalize(y, v, m)
+    he = _he(y, v, m, k)
+    rows = [i for i in range(yi.shape[0]) if _score(0.0, yi[i], vi[i], reml) <= 0]
+    kinds = {"zero from a positive HE": 0, "interior": 0, "two maxima": 0}
+    for i in rows:
+        ref, maxima = _reference_tau2(yi[i], vi[i], reml)
+        got = float(out["tau2"][i])
+        assert _close(got, ref), (i, got, ref)
+        if ref == 0.0:
+            assert got == 0.0, i
+            if maxima == 1:
+                assert out["iterations"][i] == 1, i
+                kinds["zero from a positive HE"] += he[i] > 0
+        else:
+            kinds["interior"] += 1  # a positive maximum although score(0) <= 0
+            kinds["two maxima"] += maxima >= 2  # 0 is then a local maximum too
+        one = estimate_tau2(yi[i], vi[i], method)
+        assert _close(float(one.tau2), got, rtol=1e-12, atol=0.0), i
+        lean = fit_one(yi[i], vi[i], method=method)
+        if lean is not None:  # None: a second maximum sends the fast path to fit_batch
+            assert _close(lean["tau2"], got, rtol=1e-12, atol=0.0), i
+            assert lean["iterations"] == one.iterations, i  # the same grid: this row's own
+    assert kinds["zero from a positive HE"] >= 5 and kinds["interior"] >= 1, kinds
+    assert kinds["two maxima"] == kinds["interior"], kinds
+    for key in ("tau2", "estimate", "tau2_ci_low", "tau2_ci_high", "loglik"):
+        chunks = [fit_batch(yi[a : a + 400], vi[a : a + 400], method=method) for a in (0, 400)]
+        chunks.append(fit_batch(yi[800:], vi[800:], method=method))
+        np.testing.assert_array_equal(np.concatenate([c[key] for c in chunks]), out[key])

@@ -252,10 +252,15 @@ def _ml_reml(p, reml, tol, maxiter):
     vmax = float(v.max())
     bound = max(2.0 * vmax, 4.0 * r * r) if reml else r * r
     upper = max(1.01 * bound, 1e-300)
+    moved = start > 0 and _score_steps(p, 0.0, reml)[0] <= 0  # the batch's boundary start
+    if moved:
+        _check_other_maxima(p, 0.0, reml, upper)  # else fit_batch: metafor's start there
+        start = 0.0
     t, ok, it = _fisher(p, start, reml, tol, maxiter, upper)
     if not ok:
         raise _Fallback  # the batched engine's bracketed search takes over
-    _check_other_maxima(p, t, reml, upper)
+    if not moved:  # (else t = 0, just checked)
+        _check_other_maxima(p, t, reml, upper)
     ll0 = _loglik(p, 0.0, reml)
     ll = _loglik(p, t, reml)
     if ll0 - ll > tol and t > tol:

@@ -1,9 +1,10 @@
 """ML/REML tau² for the intercept-only model: metafor's Fisher scoring and the global maximum.
 
 :func:`_ml_reml` runs Fisher scoring from max(0, HE) (metafor's path, so the same local maximum
-when the likelihood has two), then checks a scan of the score for a higher local maximum the
-iteration did not reach, then metafor's check that tau² = 0 is not better. The names are also
-importable from :mod:`ketameta._core.tau2`.
+when the likelihood has two; from 0 where the score at 0 is <= 0 and the scan shows no other
+maximum), then checks a scan of the score for a higher local maximum the iteration did not
+reach, then metafor's check that tau² = 0 is not better. The names are also importable from
+:mod:`ketameta._core.tau2`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ketameta._core.arrays import _add_reduce, vdot
 from ketameta._core.iterative import (
     _flatten,
     _score_steps,
+    _take,
     bracketed_score_root,
     fisher_scoring,
     row_max_min,
@@ -55,12 +57,16 @@ def _loglik(yi, vi, m, k, tau2, reml):
 def _ml_reml(yi, vi, m, k, *, reml, tol, maxiter, start, parts=None):
     """The global maximum of the (restricted) likelihood on [0, inf).
 
-    Fisher scoring from ``start`` (metafor's path: max(0, HE)), every step kept below a bound on the
-    stationary points (:func:`ketameta._core.iterative.score_root_upper`). The score is then
-    scanned on a grid (:func:`ketameta._core.iterative.scan_score`); on the few problems
-    where it shows a local maximum the iteration did not reach (a bimodal likelihood, or a
-    maximum at 0 with a higher interior one), or where the iteration failed (NaN steps),
-    each such maximum is solved inside its bracket and the highest likelihood wins (the
+    Fisher scoring from ``start`` (metafor's path: max(0, HE)), every step kept below a bound on
+    the stationary points (:func:`ketameta._core.iterative.score_root_upper`); from 0 instead
+    where the score at 0 is <= 0 and the score scan shows no local maximum (a change from
+    > 0 to <= 0): the maximum is then at 0, which the first step keeps, where metafor's path
+    halves its steps from HE a few dozen times to reach ~tol and is then set to 0 (rows with
+    such a candidate keep metafor's path, so their roots do not depend on the grid's
+    brackets). The score is then scanned on a grid (:func:`ketameta._core.iterative.scan_score`);
+    on the few problems where it shows a local maximum the iteration did not reach (a bimodal
+    likelihood, or a maximum at 0 with a higher interior one), or where the iteration failed
+    (NaN steps), each such maximum is solved inside its bracket and the highest likelihood wins (the
     iteration's own root on ties). Finally metafor's check that tau² = 0 is not better.
     ``converged`` is True only for a finite result. A dict ``parts`` receives the final
     tau² (``"tau2"``) and ``sum w, Q, log det V`` and the weights at it (``"sw", "q",
@@ -68,6 +74,19 @@ def _ml_reml(yi, vi, m, k, *, reml, tol, maxiter, start, parts=None):
     Q-profile searches start.
     """
     upper = score_root_upper(yi, vi, m, reml)
+    _, flat, (up,) = _flatten(yi, vi, m, upper)
+    grid = scan_grid(*flat[1:], up)  # the batch's grid, shared with _other_maxima
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at0 = _loglik_parts(yi, vi, m, np.zeros(yi.shape[:-1]))
+        sw0, w0, we0 = at0[0], at0[3], at0[4]
+        tr0 = sw0 - vdot(w0, w0) / sw0 if reml else sw0  # twice the score at 0, as _score_steps
+        moved = ((vdot(we0, we0) - tr0 <= 0) & (start > 0)).reshape(-1)
+    sel = np.flatnonzero(moved)
+    if sel.size:  # the boundary start, unless the scan shows a candidate (as for tau² = 0)
+        score = score_on_grid(*_take(flat, sel), grid[0][sel], reml)
+        with np.errstate(invalid="ignore"):
+            moved[sel] = ~((score[:, :-1] > 0) & (score[:, 1:] <= 0)).any(axis=1)
+        start = np.where(moved.reshape(yi.shape[:-1]), 0.0, start)
     if yi.ndim == 1 and m is None:  # one problem: the same steps on scalars (~5x faster)
         tau2, converged, iterations = (
             np.asarray(a)
@@ -78,10 +97,10 @@ def _ml_reml(yi, vi, m, k, *, reml, tol, maxiter, start, parts=None):
             yi, vi, m, start, reml=reml, tol=tol, maxiter=maxiter, upper=upper
         )
     tau2, converged, iterations = _other_maxima(
-        yi, vi, m, k, tau2, converged, iterations, upper, reml=reml, tol=tol, maxiter=maxiter
-    )
+        yi, vi, m, k, tau2, converged, iterations, upper, reml=reml, tol=tol, maxiter=maxiter,
+        grid=grid,
+    )  # fmt: skip
     with np.errstate(divide="ignore", invalid="ignore"):
-        at0 = _loglik_parts(yi, vi, m, np.zeros_like(tau2))
         at1 = _loglik_parts(yi, vi, m, tau2)
         ll0 = _loglik_from(*at0[:3], k, reml)
         ll = _loglik_from(*at1[:3], k, reml)
@@ -98,12 +117,15 @@ def _ml_reml(yi, vi, m, k, *, reml, tol, maxiter, start, parts=None):
     return tau2, converged, iterations
 
 
-def _other_maxima(yi, vi, m, k, tau2, converged, iterations, upper, *, reml, tol, maxiter):
+def _other_maxima(
+    yi, vi, m, k, tau2, converged, iterations, upper, *, reml, tol, maxiter, grid=None
+):
     """Replace the iteration's root where the score scan finds a higher local maximum.
 
     The scan (:func:`ketameta._core.iterative.scan_score`) is evaluated only where it can
     matter, and only as far as it can: see :func:`_scan_needed`. Its candidates are the grid
     intervals where the score goes from > 0 to <= 0 that do not hold the iteration's root.
+    ``grid``: the ``scan_grid`` of these problems when already computed.
     """
     shape = tau2.shape
     n = tau2.size
@@ -113,7 +135,7 @@ def _other_maxima(yi, vi, m, k, tau2, converged, iterations, upper, *, reml, tol
     it1 = iterations.reshape(n).copy()
     failed = ~ok1 & (it1 < maxiter) & (kk > 1)
     _, (y, v, mm), (up,) = _flatten(yi, vi, m, upper)
-    grid, score = _scan_needed(y, v, mm, up, t1, ok1 & (kk > 1), failed, reml)
+    grid, score = _scan_needed(y, v, mm, up, t1, ok1 & (kk > 1), failed, reml, grid)
     with np.errstate(invalid="ignore"):  # NaN: a score not evaluated, never a candidate
         cand = (score[:, :-1] > 0) & (score[:, 1:] <= 0) & (kk > 1)[:, None]
     own = (grid[:, :-1] <= t1[:, None]) & (t1[:, None] <= grid[:, 1:]) & (ok1 & (t1 > 0))[:, None]
@@ -144,7 +166,7 @@ def _other_maxima(yi, vi, m, k, tau2, converged, iterations, upper, *, reml, tol
     return t1.reshape(shape), ok1.reshape(shape), it1.reshape(shape)
 
 
-def _scan_needed(y, v, mm, up, t1, ok, failed, reml):
+def _scan_needed(y, v, mm, up, t1, ok, failed, reml, grid=None):
     """The score scan of :func:`_other_maxima` on the grid columns that can change a result.
 
     Returns ``(grid, score)`` as :func:`ketameta._core.iterative.scan_score` (flat problems),
@@ -162,9 +184,9 @@ def _scan_needed(y, v, mm, up, t1, ok, failed, reml):
     if score(t_J) <= 0. Rows where this does not settle it (score(t_J) > 0 with the
     iteration's root before t_J: another maximum lies past t_J) get the whole grid. The
     first columns are evaluated on every row (as many as minimise the work), the others only
-    on the rows that need the whole grid.
+    on the rows that need the whole grid. ``grid``: ``scan_grid(v, mm, up)`` if computed.
     """
-    grid, vmin = scan_grid(v, mm, up)
+    grid, vmin = scan_grid(v, mm, up) if grid is None else grid
     n, g1 = grid.shape
     score = np.full((n, g1), np.nan)
     vmax = row_max_min(v if mm is None else np.where(mm > 0, v, -np.inf), low=False)

@@ -15,8 +15,9 @@ The estimators follow metafor's ``rma.uni()`` (intercept-only model, metafor 3.8
   k/(k-1) correction), ``SJ`` (Sidik-Jonkman, started at the k-denominator variance of yi):
   closed form.
 * ``ML``, ``REML``: Fisher scoring started at max(0, HE) with step-halving at 0 (metafor's path,
-  so the same local maximum when the likelihood has two), finished by Newton steps, then
-  metafor's check that tau² = 0 does not have a larger likelihood.
+  so the same local maximum when the likelihood has two; at 0 where the score there is <= 0
+  and a score scan shows no other maximum), finished by Newton steps, then metafor's check
+  that tau² = 0 does not have a larger likelihood.
 * ``PM``/``MP`` (Paule-Mandel), ``EB`` (empirical Bayes) and ``SJIT`` (iterated SJ): each is a
   fixed point of the same equation, generalized Q(tau²) = k - 1, so all are computed as its
   exact root (tau² = 0 when Q(0) < k - 1). ``PMM`` (median-unbiased PM) solves Q(tau²) = the
