@@ -18,140 +18,48 @@ square root of a variance, used for the heteroscedastic structures HCS/UN/HAR, w
 Rows that share no level of any term and no nonzero off-diagonal ``V`` entry are independent;
 :func:`build_groups` finds these blocks (connected components) and stacks them, padded to a few
 common sizes, so that every computation is one batched numpy call per stack.
+
+The terms live in :mod:`ketameta._core.multilevel_terms` and the parameter layout in
+:mod:`ketameta._core.multilevel_params`; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-Array = NDArray[np.float64]
-STRUCTS = ("CS", "HCS", "UN", "AR", "HAR", "CAR", "ID", "DIAG")
-_HETERO = ("HCS", "UN", "HAR")
-ZMAX = 12.0  # |atanh(rho)| bound: |rho| <= 1 - 7.6e-11
+from ketameta._core.multilevel_params import ParamLayout, corr_to_vine, vine_to_corr
+from ketameta._core.multilevel_terms import (
+    STRUCTS,
+    ZMAX,
+    Array,
+    GTerm,
+    InnerOuter,
+    Intercept,
+    make_gterm,
+)
 
-
-@dataclass(frozen=True)
-class Intercept:
-    """Random intercepts ``~ 1 | codes``: the level of each row (any sortable values)."""
-
-    codes: NDArray
-
-
-@dataclass(frozen=True)
-class InnerOuter:
-    """The ``~ inner | outer`` term with covariance structure ``struct`` of the inner levels.
-
-    ``times`` (CAR only) holds each row's time; by default the inner values themselves.
-    """
-
-    inner: NDArray
-    outer: NDArray
-    struct: str = "CS"
-    times: NDArray | None = None
-
-
-@dataclass
-class GTerm:
-    """An :class:`InnerOuter` term prepared for the likelihood."""
-
-    struct: str
-    levels: NDArray  # sorted unique inner levels (for CAR: the unique times)
-    index: NDArray  # (k,) position of each row's inner level in ``levels``
-    outer: NDArray  # (k,) outer codes
-    dist: Array  # (g, g) |i - j| (AR/HAR: positions; CAR: times)
-    kinds: list[str] = field(default_factory=list)  # internal parameter kinds, variances first
-
-    @property
-    def g(self) -> int:
-        return len(self.levels)
-
-    @property
-    def n_var(self) -> int:
-        return sum(kd in ("var", "sd") for kd in self.kinds)
-
-    def pairs(self) -> list[tuple[int, int]]:
-        """UN correlation pairs in metafor's order (upper triangle, column by column)."""
-        return [(a, b) for b in range(self.g) for a in range(b)]
-
-    def corr(self, rho: Array) -> tuple[Array, list[Array]]:
-        """Correlation matrix ``R`` of the inner levels and its derivatives in ``rho``."""
-        g = self.g
-        eye = np.eye(g)
-        if self.struct in ("ID", "DIAG"):
-            return eye, []
-        if self.struct in ("CS", "HCS"):
-            r = rho[0]
-            return (1.0 - r) * eye + r, [np.ones((g, g)) - eye]
-        if self.struct in ("AR", "HAR", "CAR"):
-            r, d = rho[0], self.dist
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dr = np.where(d > 0, d * r ** np.maximum(d - 1.0, 0.0), 0.0)
-            return r**d, [dr]
-        R = eye.copy()
-        dRs = []
-        for (a, b), r in zip(self.pairs(), rho, strict=True):
-            R[a, b] = R[b, a] = r
-            dR = np.zeros((g, g))
-            dR[a, b] = dR[b, a] = 1.0
-            dRs.append(dR)
-        return R, dRs
-
-    def gmatrix(self, q: Array) -> tuple[Array, list[Array]]:
-        """``G`` at internal parameters ``q`` (variances first) and ``dG/dq``."""
-        nv = self.n_var
-        R, dRs = self.corr(q[nv:])
-        if self.struct == "DIAG":
-            dG = [np.diag(np.eye(self.g)[i]) for i in range(self.g)]
-            return np.diag(q[:nv]), dG
-        if self.struct in _HETERO:
-            s = q[:nv]
-            ss = np.outer(s, s)
-            dG = []
-            for i in range(self.g):
-                e = np.zeros(self.g)
-                e[i] = 1.0
-                dG.append((np.outer(e, s) + np.outer(s, e)) * R)
-            return ss * R, dG + [ss * dR for dR in dRs]
-        t = q[0]
-        return t * R, [R] + [t * dR for dR in dRs]
-
-
-def _codes(x: NDArray) -> NDArray:
-    return np.unique(np.asarray(x), return_inverse=True)[1].ravel()
-
-
-def make_gterm(term: InnerOuter) -> GTerm:
-    """Prepare an :class:`InnerOuter` term: levels, row positions, distances, parameter kinds."""
-    struct = term.struct.upper()
-    if struct not in STRUCTS:
-        raise ValueError(f"struct must be one of {STRUCTS}, got {term.struct!r}")
-    if struct == "CAR":
-        t = np.asarray(term.inner if term.times is None else term.times, dtype=np.float64)
-        levels, index = np.unique(t, return_inverse=True)
-        dist = np.abs(levels[:, None] - levels[None, :])
-    else:
-        levels, index = np.unique(np.asarray(term.inner), return_inverse=True)
-        pos = np.arange(len(levels), dtype=np.float64)
-        dist = np.abs(pos[:, None] - pos[None, :])
-    g = len(levels)
-    kinds = {
-        "CS": ["var", "cor"],
-        "HCS": ["sd"] * g + ["cor"],
-        "UN": ["sd"] * g + ["ucor"] * (g * (g - 1) // 2),
-        "AR": ["var", "cor"],
-        "HAR": ["sd"] * g + ["cor"],
-        "CAR": ["var", "cor01"],
-        "ID": ["var"],
-        "DIAG": ["var"] * g,
-    }[struct]
-    return GTerm(struct, levels, index.ravel(), _codes(term.outer), dist, kinds)
+__all__ = [
+    "STRUCTS",
+    "ZMAX",
+    "Array",
+    "GTerm",
+    "Group",
+    "InnerOuter",
+    "Intercept",
+    "ParamLayout",
+    "block_labels",
+    "build_groups",
+    "corr_to_vine",
+    "make_gterm",
+    "residual_q",
+    "vine_to_corr",
+]
 
 
 @dataclass
@@ -258,166 +166,3 @@ def build_groups(
         inner = [gt.index[r] for gt in gterms]
         groups.append(Group(rows, y[r] * ok, X[r] * ok[:, :, None], Vb, A, S, inner))
     return groups
-
-
-def _vine_setup(g: int, first: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]], NDArray]:
-    """Pairs in metafor's order, the same pairs after moving level ``first`` to the front, and
-    that permutation (so the correlations of ``first`` are the direct ones of the vine)."""
-    pairs = [(a, b) for b in range(g) for a in range(b)]
-    perm = np.array([first] + [i for i in range(g) if i != first])
-    inv = np.argsort(perm)
-    ppairs = [(min(inv[a], inv[b]), max(inv[a], inv[b])) for a, b in pairs]
-    return pairs, ppairs, perm
-
-
-def vine_to_corr(z: Array, g: int, first: int = 0) -> Array:
-    """UN correlations (metafor's pair order) from unconstrained ``z``: canonical partial
-    correlations ``tanh(z)`` (Lewandowski et al. 2009) of the levels ordered with ``first``
-    in front, so every ``z`` gives a PD matrix and ``rho[first, j] = tanh(z)`` exactly."""
-    pairs, ppairs, perm = _vine_setup(g, first)
-    w = np.zeros((g, g))
-    for (a, b), zz in zip(ppairs, z, strict=True):
-        w[a, b] = np.tanh(zz)
-    L = np.zeros((g, g))
-    L[0, 0] = 1.0
-    for i in range(1, g):
-        rem = 1.0
-        for j in range(i):
-            L[i, j] = w[j, i] * np.sqrt(rem)
-            rem -= L[i, j] ** 2
-        L[i, i] = np.sqrt(max(rem, 0.0))
-    R = L @ L.T
-    return np.array([R[a, b] for a, b in ppairs])
-
-
-def corr_to_vine(rho: Array, g: int, first: int = 0) -> Array:
-    """Inverse of :func:`vine_to_corr` (``rho`` must give a PD correlation matrix)."""
-    pairs, ppairs, perm = _vine_setup(g, first)
-    R = np.eye(g)
-    for (a, b), r in zip(pairs, rho, strict=True):
-        R[a, b] = R[b, a] = r
-    L = np.linalg.cholesky(R[np.ix_(perm, perm)])
-    w = np.zeros((g, g))
-    for i in range(1, g):
-        rem = 1.0
-        for j in range(i):
-            w[j, i] = L[i, j] / np.sqrt(rem)
-            rem -= L[i, j] ** 2
-    return np.array([np.arctanh(np.clip(w[a, b], -1 + 1e-15, 1 - 1e-15)) for a, b in ppairs])
-
-
-def _expit(x: float) -> float:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-class ParamLayout:
-    """Parameter layout (sigma2, then tau2/rho, gamma2/phi, ...) and the transforms between the
-    reported ``theta``, the internal ``q`` (sd for HCS/UN/HAR variances) and the optimiser's
-    ``z`` (scaled variances >= 0; atanh / logit / partial-correlation scale for correlations)."""
-
-    scale: float = 1.0
-    first: dict[int, int] = {}  # UN term -> the level whose correlations are direct in the vine
-
-    def __init__(self, n_sigma2: int, terms: Sequence[InnerOuter]):
-        self.gterms = [make_gterm(c) for c in terms]
-        self.kinds = ["var"] * n_sigma2
-        self.names = [f"sigma2.{j + 1}" for j in range(n_sigma2)]
-        self.slices = []
-        for t, gt in enumerate(self.gterms):
-            start = len(self.kinds)
-            self.kinds += gt.kinds
-            self.slices.append(slice(start, len(self.kinds)))
-            vn, cn = [("tau2", "rho"), ("gamma2", "phi")][t] if t < 2 else (f"v{t}", f"c{t}")
-            nv = gt.n_var
-            self.names += [vn if nv == 1 else f"{vn}.{i + 1}" for i in range(nv)]
-            if gt.struct == "UN":
-                self.names += [f"{cn}.{a + 1}.{b + 1}" for a, b in gt.pairs()]
-            else:
-                self.names += [cn] * (len(gt.kinds) - nv)
-
-    def default_start(self) -> Array:
-        """Starting ``theta``: variances at ``scale``, rho 0 (0.5 for AR/HAR/CAR)."""
-        kinds = np.array(self.kinds)
-        theta = np.where(np.isin(kinds, ("var", "sd")), self.scale, 0.0)
-        theta[kinds == "cor01"] = 0.5
-        for gt, sl in zip(self.gterms, self.slices, strict=True):
-            if gt.struct in ("AR", "HAR"):
-                theta[sl][gt.n_var :] = 0.5
-        return theta
-
-    def for_fixed(self, free: NDArray) -> ParamLayout:
-        """This layout, or a copy whose UN vines start at the level shared by the fixed UN
-        correlations (so that each of those is one direct ``tanh(z)``)."""
-        fixed_un = ~free & (np.array(self.kinds) == "ucor")
-        if not fixed_un.any():
-            return self
-        out = copy.copy(self)
-        out.first = {}
-        for t, (gt, sl) in enumerate(zip(self.gterms, self.slices, strict=True)):
-            fx = fixed_un[sl][gt.n_var :]
-            if gt.struct == "UN" and fx.any() and not fx.all():
-                pairs = [set(pr) for pr, f in zip(gt.pairs(), fx, strict=True) if f]
-                common = set.intersection(*pairs)
-                if not common:
-                    raise NotImplementedError("fixed UN correlations must share a level")
-                out.first[t] = min(common)
-        return out
-
-    def theta(self, q: Array) -> Array:
-        """Reported parameters (variances, correlations) from internal ``q`` (sd -> square)."""
-        return np.where(np.array(self.kinds) == "sd", q * q, q)
-
-    def q_from_theta(self, theta: Array) -> Array:
-        return np.where(np.array(self.kinds) == "sd", np.sqrt(np.maximum(theta, 0.0)), theta)
-
-    def q_from_z(self, z: Array) -> Array:
-        q = np.empty_like(z)
-        for i, kd in enumerate(self.kinds):
-            if kd in ("cor", "ucor"):
-                q[i] = np.tanh(z[i])
-            elif kd == "cor01":
-                q[i] = _expit(z[i])
-            else:
-                q[i] = z[i] * (self.scale if kd == "var" else np.sqrt(self.scale))
-        for t, (gt, sl) in enumerate(zip(self.gterms, self.slices, strict=True)):
-            if gt.struct == "UN" and gt.g > 1:
-                q[sl][gt.n_var :] = vine_to_corr(z[sl][gt.n_var :], gt.g, self.first.get(t, 0))
-        return q
-
-    def z_scalar(self, i: int, qi: float) -> float:
-        """``z`` of parameter ``i`` on its own (for UN: a direct correlation of the vine)."""
-        kd = self.kinds[i]
-        if kd == "var":
-            return qi / self.scale
-        if kd == "sd":
-            return qi / np.sqrt(self.scale)
-        if kd == "cor01":
-            return float(np.log(qi / (1.0 - qi)))
-        return float(np.arctanh(np.clip(qi, -np.tanh(ZMAX), np.tanh(ZMAX))))
-
-    def z_from_q(self, q: Array) -> Array:
-        z = np.array([self.z_scalar(i, qi) for i, qi in enumerate(q)], dtype=np.float64)
-        for t, (gt, sl) in enumerate(zip(self.gterms, self.slices, strict=True)):
-            if gt.struct == "UN" and gt.g > 1:
-                z[sl][gt.n_var :] = corr_to_vine(q[sl][gt.n_var :], gt.g, self.first.get(t, 0))
-        return z
-
-    def jac(self, z: Array) -> Array:
-        """``dq/dz`` (block diagonal; the UN block by central differences)."""
-        J = np.zeros((z.size, z.size))
-        for i, kd in enumerate(self.kinds):
-            J[i, i] = {"var": self.scale, "sd": np.sqrt(self.scale)}.get(kd, 0.0)
-            if kd in ("cor", "ucor"):
-                J[i, i] = 1.0 - np.tanh(z[i]) ** 2
-            elif kd == "cor01":
-                J[i, i] = _expit(z[i]) * (1.0 - _expit(z[i]))
-        for t, (gt, sl) in enumerate(zip(self.gterms, self.slices, strict=True)):
-            if gt.struct == "UN" and gt.g > 1:
-                zz, idx = z[sl][gt.n_var :], np.arange(z.size)[sl][gt.n_var :]
-                f = self.first.get(t, 0)
-                for j, col in enumerate(idx):
-                    h = np.zeros(zz.size)
-                    h[j] = 1e-6
-                    d = vine_to_corr(zz + h, gt.g, f) - vine_to_corr(zz - h, gt.g, f)
-                    J[idx, col] = d / 2e-6
-        return J

@@ -6,9 +6,6 @@ use treatment coding with the first level (sorted) as reference, as R's ``factor
 
 from __future__ import annotations
 
-import itertools
-import math
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,38 +14,33 @@ import numpy as np
 import pandas as pd
 import patsy
 
-from ketameta._core.batch import fit_batch
-from ketameta._core.fastpath import fit_one
-from ketameta._core.regression import (
-    METHODS,
-    distinct_permutation_count,
-    distinct_permutations,
-    fit_mods,
-    normal_traces,
-    predict_mods,
-    tau2_mods,
-)
+from ketameta._core.regression import METHODS, fit_mods, predict_mods, tau2_mods
 from ketameta.exceptions import ConvergenceWarning, DataValidationError, ExcludedStudyWarning
-from ketameta.synthesis import _parallel, printing
+from ketameta.synthesis import printing
+from ketameta.synthesis.regression_design import (
+    _check_levels,
+    _collinear_terms,
+    _intercept_only,
+    _se_tau2,
+    _simple_design,
+    _variables,
+)
+from ketameta.synthesis.regression_perm import (
+    COMPARE_TOL,
+    MAX_EXACT,
+    PermutationResult,
+    _permutest,
+)
 from ketameta.synthesis.results import ResultMixin
 
-COMPARE_TOL = math.sqrt(np.finfo(float).eps)  # ties in permutation statistics, as metafor
-
-
-@dataclass(frozen=True)
-class PermutationResult(ResultMixin):
-    """Permutation p-values of a meta-regression (metafor's ``permutest()``)."""
-
-    pvalue: pd.Series
-    qm_pvalue: float
-    n_permutations: int
-    exact: bool
-    _title = "Permutation test"
-
-    def summary(self) -> pd.DataFrame:
-        out = pd.DataFrame({"pvalue_perm": self.pvalue})
-        out.loc["QM (omnibus)", "pvalue_perm"] = self.qm_pvalue
-        return out
+__all__ = [
+    "COMPARE_TOL",
+    "MAX_EXACT",
+    "MetaRegResult",
+    "PermutationResult",
+    "metareg",
+    "permutest",
+]
 
 
 @dataclass(frozen=True, repr=False)
@@ -147,80 +139,6 @@ class MetaRegResult(ResultMixin):
         120
         """
         return _permutest(self, n_perm, seed, exact, executor)
-
-
-def _variables(data: pd.DataFrame, mods: str, skip: tuple[str, ...]) -> list[str]:
-    """Columns of ``data`` that the formula names (for messages)."""
-    return [
-        c
-        for c in data.columns
-        if c not in skip and re.search(rf"(?<![\w.]){re.escape(str(c))}(?![\w.])", mods)
-    ]
-
-
-_SIMPLE = re.compile(r"\s*~\s*(?:1\s*\+\s*)?([A-Za-z_]\w*(?:\s*\+\s*[A-Za-z_]\w*)*)\s*")
-
-
-def _simple_design(data: pd.DataFrame, mods: str) -> pd.DataFrame | None:
-    """The design matrix of ``"~ x1 + x2 + ..."`` (numeric columns, with the intercept) as
-    patsy builds it (columns ``Intercept, x1, x2, ...``; rows with a missing value dropped),
-    without patsy (~15 ms a call). None for any other formula: patsy builds it then."""
-    match = _SIMPLE.fullmatch(mods)
-    if match is None:
-        return None
-    names = [n.strip() for n in match.group(1).split("+")]
-    if len(set(names)) != len(names) or any(n not in data.columns for n in names):
-        return None
-    columns = [data[n] for n in names]
-    if not all(isinstance(c.dtype, np.dtype) and c.dtype.kind in "fiu" for c in columns):
-        return None  # bool, categorical, text, nullable types: patsy's rules apply
-    values = np.column_stack([np.ones(len(data))] + [c.to_numpy(dtype=float) for c in columns])
-    keep = ~np.isnan(values).any(axis=1)
-    return pd.DataFrame(values[keep], index=data.index[keep], columns=["Intercept", *names])
-
-
-def _intercept_only(y: np.ndarray, v: np.ndarray, method: str) -> dict:
-    """The model without moderators (for R²): the lean single fit, else the batched one."""
-    out = fit_one(y, v, method=method)
-    return out if out is not None else fit_batch(y, v, method=method, ci_tau2=False)
-
-
-def _check_levels(data: pd.DataFrame, variables: list[str]) -> None:
-    """A declared category with no study gives an all-zero design column: say which."""
-    for name in variables:
-        column = data[name]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            empty = [str(c) for c in column.cat.categories if not (column == c).any()]
-            if empty:
-                raise ValueError(
-                    f"moderator {name!r}: level(s) {', '.join(empty)} have no studies in the "
-                    "rows used; drop them (Series.cat.remove_unused_categories())"
-                )
-
-
-def _collinear_terms(X_df: pd.DataFrame) -> list[str]:
-    """Design columns involved in a linear dependency (non-zero in the null space)."""
-    X = X_df.to_numpy(dtype=float)
-    _, sv, vt = np.linalg.svd(X)
-    null = vt[np.sum(sv > sv[0] * max(X.shape) * np.finfo(float).eps) :]
-    return [c for c, w in zip(X_df.columns, np.abs(null).max(axis=0), strict=True) if w > 1e-8]
-
-
-def _se_tau2(v: np.ndarray, X: np.ndarray, tau2: float, method: str) -> float:
-    """metafor's se.tau2 with moderators (REML, ML, DL, PM); NaN for the other estimators."""
-    k, p = X.shape
-    t = max(tau2, 0.0)
-    w = 1.0 / (v + (0.0 if method == "DL" else t))
-    tr, tr_pp, _ = normal_traces(X, w)  # p x p algebra: no k x k projection matrix
-    if method == "REML":
-        return float(np.sqrt(2.0 / tr_pp))
-    if method == "ML":
-        return float(np.sqrt(2.0 / np.sum(w * w)))
-    if method == "DL":
-        return float(np.sqrt(2.0 * (k - p) + 4.0 * t * tr + 2.0 * t * t * tr_pp) / tr)
-    if method == "PM":
-        return float(np.sqrt(2.0 * k * k / (k - p)) / np.sum(w))
-    return float("nan")
 
 
 def metareg(
@@ -418,71 +336,3 @@ def permutest(
     (120, 0.1333)
     """
     return _permutest(result, n_perm, seed, exact, executor)
-
-
-MAX_EXACT = 2_000_000  # exact=True beyond this many permutations would not fit in memory
-
-
-def _permutest(res: MetaRegResult, n_perm: int, seed: int | None, exact: Any, executor: Any = None):
-    if isinstance(n_perm, bool) or not isinstance(n_perm, int) or n_perm < 2:
-        raise ValueError(f"n_perm must be an integer >= 2, got {n_perm!r}")
-    if exact not in ("auto", True, False):
-        raise ValueError(f"exact must be 'auto', True or False, got {exact!r}")
-    k = res.k
-    intercept_only = res.p == 1 and res.coef.index[0] == "intrcpt"
-    n_patterns = 2**k if intercept_only else distinct_permutation_count(res.X)
-    use_exact = n_patterns <= n_perm if exact == "auto" else bool(exact)
-    if use_exact and n_patterns > MAX_EXACT:
-        raise ValueError(
-            f"exact=True needs {n_patterns} permutations (more than {MAX_EXACT}); "
-            "use exact=False with n_perm random permutations"
-        )
-    rng = np.random.default_rng(seed)
-    obs_z = np.asarray(res.coef["statistic"])
-    if intercept_only:
-        signs = (
-            np.array(list(itertools.product([1.0, -1.0], repeat=k)))
-            if use_exact
-            else np.vstack([np.ones(k), rng.choice([-1.0, 1.0], size=(n_perm - 1, k))])
-        )
-        args = (res.yi, res.vi, res.method, res.test, res.level)
-        parts = _map_permutations(_parallel.sign_flip_chunk, signs, args, executor)
-        z_perm = np.concatenate([p[0] for p in parts])[:, None]
-        qm_perm, qm_obs = z_perm[:, 0] ** 2, obs_z[0] ** 2
-        converged = np.concatenate([p[1] for p in parts])
-    else:
-        orders = (
-            distinct_permutations(res.X)
-            if use_exact
-            else np.vstack(
-                [np.arange(k), rng.permuted(np.tile(np.arange(k), (n_perm - 1, 1)), axis=1)]
-            )
-        )
-        args = (res.yi, res.vi, res.X, res.method, res.test, res.coef.index[0] == "intrcpt")
-        parts = _map_permutations(_parallel.row_order_chunk, orders, args, executor)
-        z_perm, qm_perm, converged = (np.concatenate([p[i] for p in parts]) for i in range(3))
-        qm_obs = res.qm
-    if not converged.all():
-        warnings.warn(
-            f"permutest(): {int((~converged).sum())} permuted fits did not converge "
-            "(their statistics are used as they stand)",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    pvals = (np.abs(z_perm) >= np.abs(obs_z) - COMPARE_TOL).mean(axis=0)
-    qm_p = float((qm_perm >= qm_obs - COMPARE_TOL).mean())
-    return PermutationResult(
-        pvalue=pd.Series(pvals, index=res.coef.index, name="pvalue_perm"),
-        qm_pvalue=qm_p,
-        n_permutations=int(z_perm.shape[0]),
-        exact=use_exact,
-    )
-
-
-def _map_permutations(fn: Any, patterns: np.ndarray, args: tuple, executor: Any) -> list:
-    """``fn(chunk, *args)`` over chunks of 4096 patterns, in order, in process or on
-    ``executor`` (the same chunks either way, so the same numbers)."""
-    bounds = _parallel.chunk_bounds(len(patterns), _parallel.PERMUTATION_CHUNK)
-    pieces = [patterns[a:b] for a, b in bounds]
-    consts = [[a] * len(pieces) for a in args]
-    return list(_parallel.map_chunks(fn, pieces, *consts, executor=executor))

@@ -11,6 +11,9 @@ freedom come from :mod:`ketameta._core.sandwich`. Adjustments:
 * ``"CR2"`` (default): bias-reduced linearization (clubSandwich; metafor's
   ``robust(clubSandwich=TRUE)``), with Satterthwaite df. A cluster whose adjustment matrix is
   singular uses the Moore-Penrose inverse square root, as clubSandwich.
+
+What is read from the fitted model lives in `ketameta.synthesis.robust_inputs`, the printout
+(``format_robust``, re-exported here) in `ketameta.synthesis.robust_print`.
 """
 
 from __future__ import annotations
@@ -27,18 +30,14 @@ from ketameta._core.sandwich import wald_test as _wald_test
 from ketameta.synthesis import printing
 from ketameta.synthesis.printing import fmtx
 from ketameta.synthesis.results import ResultMixin
+from ketameta.synthesis.robust_inputs import _cluster, _model_parts
+from ketameta.synthesis.robust_print import format_robust
 
-__all__ = ["RobustResult", "WaldTest", "robust", "wald_test"]
+__all__ = ["RobustResult", "WaldTest", "format_robust", "robust", "wald_test"]
 
 ADJUSTS = ("CR0", "CR1", "CR1p", "CR1S", "CR2")
 TESTS = ("Satterthwaite", "naive-t", "naive-tp", "z")
 WALD_TESTS = ("HTZ", "HTA", "HTB", "chi-sq", "Naive-F", "Naive-Fp")
-_DF_LABEL = {
-    "Satterthwaite": "Satterthwaite approx",
-    "naive-t": "m - 1",
-    "naive-tp": "m - p",
-    "z": "none (z)",
-}
 
 
 @dataclass(frozen=True)
@@ -153,53 +152,6 @@ class RobustResult(ResultMixin):
             f"<div><strong>Cluster-robust inference ({self.adjust}, {self.n_clusters} "
             f"clusters)</strong>{table}</div>"
         )
-
-
-def _model_parts(result: Any) -> tuple[np.ndarray, np.ndarray, Any, list[str], pd.DataFrame]:
-    """(X, y, M or its blocks, term names, data) of a MetaResult / MetaRegResult / MetaMVResult."""
-    name = type(result).__name__
-    if hasattr(result, "marginal_blocks"):  # MetaMVResult
-        return (result.X, result.yi, result.marginal_blocks(), list(result.coef.index), result.data)
-    if name == "MetaRegResult" or hasattr(result, "X") and hasattr(result, "coef"):
-        tau2 = 0.0 if result.method in ("FE", "EE") else float(result.tau2)
-        return (result.X, result.yi, np.diag(result.vi + tau2), list(result.coef.index), None)
-    if hasattr(result, "yi") and hasattr(result, "vi") and hasattr(result, "tau2"):
-        tau2 = 0.0 if result.method in ("FE", "EE") else float(result.tau2)
-        y = np.asarray(result.yi, dtype=np.float64)
-        return (
-            np.ones((y.size, 1)),
-            y,
-            np.diag(np.asarray(result.vi) + tau2),
-            ["intrcpt"],
-            getattr(result, "data", None),
-        )
-    raise TypeError(f"robust(): cannot use a {name}; give a meta(), metareg() or meta_mv() result")
-
-
-def _cluster(cluster: Any, data: pd.DataFrame | None, result: Any, k: int) -> np.ndarray:
-    if isinstance(cluster, str):
-        if data is None:
-            raise ValueError(
-                f"robust(): cluster {cluster!r} is a column name, but the result keeps no data; "
-                "pass data= (the rows the model used) or an array"
-            )
-        if cluster not in data.columns:
-            raise ValueError(f"robust(): cluster: column {cluster!r} is not in data")
-        frame = data
-        excluded = getattr(result, "excluded", ())
-        if len(frame) != k and excluded:  # metareg() rows left out for missing moderators
-            drop = {label for label, _ in excluded}
-            frame = frame[[str(i) not in drop for i in frame.index]]
-        values = frame[cluster].to_numpy()
-    else:
-        values = np.asarray(cluster.to_numpy() if isinstance(cluster, pd.Series) else cluster)
-    if values.shape != (k,):
-        raise ValueError(
-            f"robust(): cluster must have one value per row used ({k}), got shape {values.shape}"
-        )
-    if pd.isna(values).any():
-        raise ValueError("robust(): cluster has missing values")
-    return values
 
 
 def robust(
@@ -384,39 +336,3 @@ def wald_test(
         adjust=result.adjust,
         constraints=pd.DataFrame(C, columns=names),
     )
-
-
-def format_robust(res: RobustResult, *, digits: int = 4, signif_stars: bool = True) -> str:
-    """metafor's ``print.robust.rma`` (cluster counts, omnibus test, coefficient table)."""
-    sizes = res.cluster_sizes
-    lines = [
-        f"Cluster-robust inference (k = {res.k}; var-cov estimator: {res.adjust}; "
-        f"df: {_DF_LABEL[res.test]})",
-        "",
-        f"Number of estimates:   {res.k}",
-        f"Number of clusters:    {res.n_clusters}",
-        f"Estimates per cluster: {sizes.min()}-{sizes.max()} (mean: {sizes.mean():.2f}, "
-        f"median: {np.median(sizes):g})",
-        "",
-    ]
-    btt = np.array(res.btt) + 1
-    which = f"s {btt[0]}:{btt[-1]}" if btt.size > 1 else f" {btt[0]}"
-    lines.append(f"Test of Moderators (coefficient{which}):")
-    df1, df2 = res.qm_df
-    if np.isinf(df2):
-        lines.append(printing.fmtt(res.qm, "QM", res.qm_pvalue, df=df1, digits=digits))
-    else:
-        lines.append(printing.fmtt(res.qm, "F", res.qm_pvalue, df1=df1, df2=df2, digits=digits))
-    rows = [
-        (r.estimate, r.se, r.statistic, r.df, r.pvalue, r.ci_low, r.ci_high)
-        for r in res.coef.itertuples()
-    ]
-    lines += ["", "Model Results:", ""]
-    lines += printing._coef_table(
-        rows,
-        "z" if res.test == "z" else "knha",
-        digits,
-        signif_stars,
-        [str(t) for t in res.coef.index],
-    )
-    return "\n".join(lines + printing._legend(signif_stars))
