@@ -48,7 +48,21 @@ class ResultMixin:
         return printing.short_repr(self)
 
 
-_PENDING = object()
+class _PendingType:
+    """The marker of a deferred field not computed yet. One instance, which pickling and
+    copying keep (``__reduce__`` names it), so a result pickled before its deferred fields were
+    read still computes them after unpickling instead of returning a stray marker."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_PENDING"
+
+    def __repr__(self) -> str:
+        return "<not computed yet>"
+
+
+_PENDING = _PendingType()
 _NAN_PAIR = (float("nan"), float("nan"))
 
 
