@@ -43,6 +43,7 @@ EXPECTED_CASES = {
     "rma_test_t_adhoc",
     "selmodel_baskerville2012",
     "selmodel_bcg",
+    "selmodel_bcg_less",
     "selmodel_hackshaw1998",
     "smdh_versions",
     "tes_bcg",

@@ -2,7 +2,7 @@
 ##     selmodel, hc, tes, regtest on 2x2 data, test="t"/"knha"/"adhoc", rma.mh with no/all events,
 ##     SMDH and DLIT (behaviour specific to metafor 3.8.1)
 ## Run from the folder where scripts/common.R resolves; writes cases/<name>/.
-## Optional argument: a comma-separated list of parts to run (sel = sel_bcg + sel_hackshaw + sel_baskerville, hc, tes, reg, tadhoc, mh, smdh).
+## Optional argument: a comma-separated list of parts to run (sel = sel_bcg + sel_hackshaw + sel_baskerville + sel_less, hc, tes, reg, tadhoc, mh, smdh).
 ## The selection models are slow (numerical integration at rel.tol 1e-10): run the sel_* parts in parallel if needed.
 source("scripts/common.R")
 
@@ -126,7 +126,14 @@ sel_case <- function(name, dat, inp, dataset, esc_call, specs, extra = NULL, not
   write_case(name, inp, out, dataset = dataset, calls = calls, notes = notes)
 }
 
-if ("sel" %in% PARTS) PARTS <- c(PARTS, "sel_bcg", "sel_hackshaw", "sel_baskerville")
+if ("sel" %in% PARTS) PARTS <- c(PARTS, "sel_bcg", "sel_hackshaw", "sel_baskerville", "sel_less")
+if ("sel_less" %in% PARTS) {
+  ## one-sided p-values for H1: theta < 0 (benefit = negative effects, as in the review's report)
+  less <- lapply(SEL_SPECS[c("stepfun_3psm", "stepfun_4psm", "beta", "halfnorm", "negexp")],
+                 function(s) c(s, list(alternative = "less")))
+  sel_case("selmodel_bcg_less", bcg, bcg_inp, "dat.bcg", BCG_ESC, less,
+    notes = 'alternative="less" in every spec: one-sided p-values for H1: theta < 0 (BCG log RR: vaccination lowers risk, so a selection on "significant benefit" acts on these p-values). Here 8 p-values lie below 0.025 and 5 above, so the 3PSM is identified (compare selmodel_bcg, alternative="greater", where the interval below 0.025 is empty).')
+}
 if ("sel_bcg" %in% PARTS) {
   bcg_extra <- function(dat) {
     res <- rma(yi, vi, data = dat, method = "ML")
@@ -136,7 +143,7 @@ if ("sel_bcg" %in% PARTS) {
     list(ML_stepfun_3psm_delta_fixed_at_bound = sel_summary(f))
   }
   sel_case("selmodel_bcg", bcg, bcg_inp, "dat.bcg", BCG_ESC, SEL_SPECS, extra = bcg_extra,
-    notes = c('BCG: all 13 one-sided (greater) p-values exceed 0.025 (ptable_k = 0, 13), so the 3PSM likelihood increases monotonically in delta[2]; the estimate runs to the upper bound delta.max = 100 (the optimiser stops near 99.95, just inside metafor's own bound check delta >= 100 - 100*eps^0.25, so delta_at_upper_bound is false and metafor gives no warning). ML_stepfun_3psm_delta_fixed_at_bound is selmodel(res, type="stepfun", steps=0.025, delta=c(1,100)) (ML res): beta and tau2 with delta held exactly at the bound.',
+    notes = c('BCG: all 13 one-sided (greater) p-values exceed 0.025 (ptable_k = 0, 13), so the 3PSM likelihood increases monotonically in delta[2]; the estimate runs to the upper bound delta.max = 100 (the optimiser stops near 99.95, just inside metafor\'s own bound check delta >= 100 - 100*eps^0.25, so delta_at_upper_bound is false and metafor gives no warning). ML_stepfun_3psm_delta_fixed_at_bound is selmodel(res, type="stepfun", steps=0.025, delta=c(1,100)) (ML res): beta and tau2 with delta held exactly at the bound.',
               'negexp and logistic run to delta -> 0 (= no selection; LRT = 0 truncated by max(0, .)).'))
 
 }
