@@ -24,6 +24,7 @@ import numpy as np
 from scipy import special
 
 from ketameta._core.arrays import normalize
+from ketameta._core.reml import fisher_loop
 
 #: Largest k the lean path takes (above it the batched engine's vector work dominates anyway).
 FAST_MAX_K = 4096
@@ -269,47 +270,8 @@ def _ml_reml(p, reml, tol, maxiter):
 
 
 def _fisher(p, t, reml, tol, maxiter, upper):
-    """:func:`ketameta._core.tau2._fisher_one` on the fused moments."""
-    lo, hi = -1.0, math.inf
-    for it in range(1, maxiter + 1):
-        adj, newton, observed = _score_steps(p, t, reml)
-        if adj != adj:
-            return t, False, it
-        if adj > 0:
-            lo = max(lo, t)
-        elif adj < 0:
-            hi = min(hi, t)
-        newton_ok = observed > 0 and t + newton >= 0
-        fisher = adj
-        if newton_ok and abs(adj) <= 0.5 * t:
-            adj = newton
-        if t + adj < 0:
-            if t > 0:
-                halvings = math.ceil(math.log2(-adj / t))
-                adj = math.ldexp(adj, -halvings)
-            else:
-                adj = 0.0
-            if t + adj < 0:
-                adj = -t
-        new = t + adj
-        bracket = lo >= 0 and hi < math.inf
-        if bracket:
-            if newton_ok and lo < t + newton < hi:
-                new = t + newton
-            elif lo < t + fisher < hi:
-                new = t + fisher
-            else:
-                new = 0.5 * (lo + hi)
-        if not new <= upper:
-            new = 0.5 * (t + upper)
-        change = abs(new - t)
-        t = new
-        scale = tol * max(t, 1.0)
-        if change <= scale or (bracket and hi - lo <= scale):
-            if 0 < t <= 100.0 * tol and _score_steps(p, 0.0, reml)[0] <= 0:
-                t = 0.0
-            return t, True, it
-    return t, False, maxiter
+    """:func:`ketameta._core.reml.fisher_loop` on the fused moments."""
+    return fisher_loop(lambda tau2: _score_steps(p, tau2, reml), t, tol, maxiter, upper)
 
 
 def _check_other_maxima(p, t, reml, upper, per_decade=3, min_points=12, max_points=96):

@@ -9,6 +9,8 @@ reach, then metafor's check that tau² = 0 is not better. The names are also imp
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ketameta._core.arrays import _add_reduce, vdot
@@ -225,9 +227,21 @@ def _fisher_one(y, v, t, reml, tol, maxiter, upper=np.inf):
     quantities as scalars: a single fit spends its time in numpy call overhead, not arithmetic.
     The score and information come from the same function, so the iterates are identical.
     """
-    lo, hi = -1.0, np.inf
+
+    def steps(tau2):
+        return tuple(float(a) for a in _score_steps(y, v, None, tau2, reml))
+
+    return fisher_loop(steps, t, tol, maxiter, upper)
+
+
+def fisher_loop(steps, t, tol, maxiter, upper=math.inf):
+    """Scalar Fisher scoring on ``steps(tau2) -> (fisher step, newton step, observed info)``:
+    the brackets, step halving, Newton switch and stopping rule of the batched solver. Shared
+    by :func:`_fisher_one` (arrays) and the single-fit fast path (fused moments), which differ
+    only in how they evaluate the score. Returns ``(tau2, converged, iterations)``."""
+    lo, hi = -1.0, math.inf
     for it in range(1, maxiter + 1):
-        adj, newton, observed = (float(a) for a in _score_steps(y, v, None, t, reml))
+        adj, newton, observed = steps(t)
         if adj != adj:  # NaN: score or information not finite
             return t, False, it
         if adj > 0:
@@ -240,14 +254,14 @@ def _fisher_one(y, v, t, reml, tol, maxiter, upper=np.inf):
             adj = newton
         if t + adj < 0:
             if t > 0:
-                halvings = int(np.ceil(np.log2(-adj / t)))
-                adj = float(np.ldexp(adj, -halvings))
+                halvings = math.ceil(math.log2(-adj / t))
+                adj = math.ldexp(adj, -halvings)
             else:
                 adj = 0.0
             if t + adj < 0:
                 adj = -t  # round-off guard: land exactly on 0
         new = t + adj
-        bracket = lo >= 0 and hi < np.inf
+        bracket = lo >= 0 and hi < math.inf
         if bracket:
             if newton_ok and lo < t + newton < hi:
                 new = t + newton
@@ -261,7 +275,7 @@ def _fisher_one(y, v, t, reml, tol, maxiter, upper=np.inf):
         t = new
         scale = tol * max(t, 1.0)
         if change <= scale or (bracket and hi - lo <= scale):
-            if 0 < t <= 100.0 * tol and _score_steps(y, v, None, 0.0, reml)[0] <= 0:
+            if 0 < t <= 100.0 * tol and steps(0.0)[0] <= 0:
                 t = 0.0
             return t, True, it
     return t, False, maxiter
