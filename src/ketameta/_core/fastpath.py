@@ -24,6 +24,7 @@ import numpy as np
 from scipy import special
 
 from ketameta._core.arrays import normalize
+from ketameta._core.qprofile import q_root_loop
 from ketameta._core.reml import fisher_loop
 
 #: Largest k the lean path takes (above it the batched engine's vector work dominates anyway).
@@ -317,38 +318,13 @@ def _loglik(p, t, reml):
 
 
 def _q_root(p, target, upper, tol, maxiter):
-    """:func:`ketameta._core.tau2._q_root_one` on the fused moments: Q(tau²) = target."""
+    """:func:`ketameta._core.qprofile.q_root_loop` on the fused moments: Q(tau²) = target."""
 
     def f_slope(t):
         M = p.moments(t)[0]
         return M[0][2] - target, M[1][2]
 
-    t = 0.0
-    f, slope = f_slope(t)
-    if not f > 0:
-        return 0.0, True, 0
-    hi = math.inf
-    if upper is not None:
-        if f_slope(upper)[0] >= 0:
-            return upper, True, 0
-        hi = upper
-    lo = t
-    for it in range(1, maxiter + 1):
-        right = f > 0
-        if right:
-            lo = t
-        else:
-            hi = t
-        q_step = f / slope
-        new = t + q_step * (f + target) / target
-        if not lo < new < hi:
-            new = t + q_step if right else 0.5 * (lo + hi)
-        done = abs(new - t) <= tol * max(new, 1.0)
-        t = new
-        f, slope = f_slope(t)
-        if done or f == 0:
-            return t, True, it
-    return t, False, maxiter
+    return q_root_loop(f_slope, target, upper, tol, maxiter)
 
 
 def _pool(p, m0, sw0, tau2, c, s, method, test, level):

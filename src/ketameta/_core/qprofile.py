@@ -7,6 +7,7 @@ are also importable from :mod:`ketameta._core.tau2`.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -230,13 +231,24 @@ def heterogeneity_bounds(tau2_low, tau2_high, vt) -> HeterogeneityBounds:
 
 def _q_root_one(y, v, target, upper, tol, maxiter):
     """:func:`ketameta._core.iterative.solve_q_equation` for one unmasked problem (scalars)."""
+
+    def f_slope(tau2):
+        return tuple(float(a) for a in _q_and_slope(y, v, None, tau2, target))
+
+    return q_root_loop(f_slope, target, upper, tol, maxiter)
+
+
+def q_root_loop(f_slope, target, upper, tol, maxiter):
+    """The scalar root of ``Q(tau²) = target`` from ``f_slope(tau2) -> (Q - target, dQ/dtau²)``:
+    the brackets and Newton steps of the batched solver, shared by :func:`_q_root_one` (arrays)
+    and the single-fit fast path (fused moments). Returns ``(tau2, converged, iterations)``."""
     t = 0.0
-    f, slope = (float(a) for a in _q_and_slope(y, v, None, t, target))
+    f, slope = f_slope(t)
     if not f > 0:
         return 0.0, True, 0
-    hi = np.inf
+    hi = math.inf
     if upper is not None:
-        if _q_and_slope(y, v, None, upper, target)[0] >= 0:
+        if f_slope(upper)[0] >= 0:
             return upper, True, 0
         hi = upper
     lo = t
@@ -252,7 +264,7 @@ def _q_root_one(y, v, target, upper, tol, maxiter):
             new = t + q_step if right else 0.5 * (lo + hi)
         done = abs(new - t) <= tol * max(new, 1.0)
         t = new
-        f, slope = (float(a) for a in _q_and_slope(y, v, None, t, target))
+        f, slope = f_slope(t)
         if done or f == 0:
             return t, True, it
     return t, False, maxiter
