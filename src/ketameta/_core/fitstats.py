@@ -84,8 +84,13 @@ def se_tau2(yi, vi, tau2, method: str, *, m=None, k=None):
     return np.where(k > 1, out, np.nan)
 
 
-def fit_statistics(yi, vi, tau2, method: str, *, m=None, k=None) -> dict[str, np.ndarray]:
+def fit_statistics(
+    yi, vi, tau2, method: str, *, m=None, k=None, estimate=None
+) -> dict[str, np.ndarray]:
     """Log-likelihood, deviance, AIC, BIC and AICc, as metafor's ``fitstats()``.
+
+    The residuals are about the inverse-variance estimate, or about ``estimate`` when given
+    (a fit with user weights: metafor evaluates the likelihood at the weighted estimate).
 
     The restricted (REML) versions for ``method="REML"``, the ML versions otherwise; the
     number of parameters is 1 (EE/FE) or 2 (the mean and tau²). The ML deviance is relative to
@@ -99,6 +104,8 @@ def fit_statistics(yi, vi, tau2, method: str, *, m=None, k=None) -> dict[str, np
     parms = 1.0 if method in ("EE", "FE") else 2.0
     w = weights(vi, tau2, m)
     sw, _, e = weighted_residuals(yi, w)
+    if estimate is not None:
+        e = yi - np.asarray(estimate, dtype=np.float64)[..., None]
     rss = vdot(w * e, e)
     logdet = (mm * np.log(vi + tau2[..., None])).sum(axis=-1)
     if method == "REML":

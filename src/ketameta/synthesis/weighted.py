@@ -17,9 +17,10 @@ import warnings
 import numpy as np
 from scipy import special
 
+from ketameta._core.fitstats import fit_statistics
 from ketameta._core.genq import genq_ci, genq_estimate
 from ketameta._core.pooling import KH_TESTS, T_TESTS, critical_values, kh_factor
-from ketameta._core.tau2 import COMMON_METHODS, heterogeneity_bounds
+from ketameta._core.tau2 import heterogeneity_bounds
 from ketameta.exceptions import KetametaWarning
 from ketameta.synthesis._inputs import check_options, frozen, read_effects
 from ketameta.synthesis.results import MetaResult
@@ -152,28 +153,9 @@ def _model(y, v, a, tau2, test, level):
 
 
 def _fit_stats(y, v, est, tau2, method) -> dict:
-    """metafor's fitstats() of the weighted fit: the residuals are about the weighted estimate
-    (weights 1/(vi + tau²) in the sum), REML for method="REML", ML otherwise."""
-    k = y.size
-    w = 1.0 / (v + tau2)
-    rss = float(w @ (y - est) ** 2)
-    parms = 1 + (0 if method in COMMON_METHODS else 1)
-    log2pi = math.log(2.0 * math.pi)
-    if method == "REML":
-        ll = -0.5 * (k - 1) * log2pi + 0.5 * math.log(k) - 0.5 * float(np.log(v + tau2).sum())
-        ll -= 0.5 * math.log(float(w.sum())) + 0.5 * rss
-        dev, n = -2.0 * ll, k - 1
-    else:
-        ll = -0.5 * k * log2pi - 0.5 * float(np.log(v + tau2).sum()) - 0.5 * rss
-        dev, n = -2.0 * (ll + 0.5 * float(np.log(2.0 * math.pi * v).sum())), k
-    m = max(n, parms + 2)
-    return dict(
-        loglik=ll,
-        deviance=dev,
-        aic=-2.0 * ll + 2.0 * parms,
-        bic=-2.0 * ll + parms * math.log(n),
-        aicc=-2.0 * ll + 2.0 * parms * m / (m - parms - 1),
-    )
+    """metafor's fitstats() of the weighted fit: the likelihood at the weighted estimate."""
+    stats = fit_statistics(y, v, tau2, method, estimate=est)
+    return {key: float(val) for key, val in stats.items()}
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
