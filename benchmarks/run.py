@@ -89,8 +89,10 @@ def interleaved(fns: dict, budget: float, max_repeats: int = 30) -> dict:
     """``{label: (median seconds per call, repeats)}``, the implementations timed back to back.
 
     One warm-up call each, calls per repeat chosen per implementation (a repeat lasts >= 5 ms),
-    then rounds: every implementation runs one repeat per round, in the same order, so a drift
-    of the machine's speed (this VM drifts by up to 2x within minutes) moves all of them alike.
+    then rounds: every implementation runs one repeat per round, so a drift of the machine's
+    speed (this VM drifts by up to 2x within minutes) moves all of them alike. The order turns
+    by one place each round, so no implementation always runs first, just after a slow call of
+    another one has evicted its data from the caches.
     Slow implementations (one call > budget / 3) get one repeat; the others at least 3.
     """
     number, per_call, slow = {}, {label: [] for label in fns}, set()
@@ -112,8 +114,10 @@ def interleaved(fns: dict, budget: float, max_repeats: int = 30) -> dict:
             slow.add(label)  # one timed repeat is enough (and all the budget allows)
         else:
             rounds = min(rounds, max(3, int(budget / max(first * number[label], 1e-9))))
-    for _ in range(rounds):
-        for label, fn in fns.items():
+    labels = list(fns)
+    for r in range(rounds):
+        for label in labels[r % len(labels):] + labels[: r % len(labels)]:
+            fn = fns[label]
             if label in slow and per_call[label]:
                 continue
             per_call[label].append(run(fn, number[label]) / number[label])
@@ -737,9 +741,10 @@ def write_results(path, check, table, mem, imports, machine) -> None:
         "**Timing.** For each workload every implementation (ketameta, statsmodels, PyMARE, "
         "pimeta, PyMetaAnalysis, and metafor, which runs in one persistent `Rscript "
         "benchmarks/metafor_server.R` process and times its own calls) gets one warm-up call "
-        "and then repeats in rounds, one repeat of each implementation per round, in the same "
-        "order (`interleaved()` in run.py). metafor's slow workloads (seconds per call, from "
-        "`metafor_bench.R`) and peers slower than 1 s per call are timed once. Ratio = "
+        "and then repeats in rounds, one repeat of each implementation per round, the order "
+        "turned by one place each round (`interleaved()` in run.py). metafor's slow "
+        "workloads (seconds per call, from `metafor_bench.R`) and peers slower than 1 s per "
+        "call are timed once. Ratio = "
         "implementation time / ketameta time (> 1: ketameta is faster).",
         "",
         "## Times",
