@@ -20,9 +20,24 @@ def _vecdot_fallback(a, b):
 vdot = getattr(np, "vecdot", _vecdot_fallback)
 
 
+_ONES: dict[int, np.ndarray] = {}
+
+
 def rowsum(a):
-    """Sum over the last axis (the studies)."""
-    return _add_reduce(a, -1)
+    """Sum over the last axis (the studies).
+
+    A dot product with a vector of ones: on ``(n, k)`` arrays with short rows ``vecdot`` runs
+    ~2.5x faster than ``np.add.reduce(a, -1)``, and each row's sum is computed on its own
+    (the same bits whatever the other rows of the batch).
+    """
+    k = a.shape[-1]
+    ones = _ONES.get(k)
+    if ones is None:
+        ones = np.ones(k)
+        ones.flags.writeable = False
+        if len(_ONES) < 256:
+            _ONES[k] = ones
+    return vdot(a, ones)
 
 
 def prepare(yi, vi, mask=None):
@@ -57,7 +72,7 @@ def weights(vi, tau2, m):
 
 def weighted_residuals(yi, w):
     """Return ``(sum w, weighted mean, residuals yi - mean)``."""
-    sw = _add_reduce(w, -1)
+    sw = rowsum(w)
     mu = vdot(w, yi) / sw
     return sw, mu, yi - mu[..., None]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ketameta._core.arrays import _add_reduce, normalize, prepare
+from ketameta._core.arrays import normalize, prepare, rowsum
 from ketameta._core.fitstats import _LOG_2PI, fit_statistics, se_tau2
 from ketameta._core.pooling import TESTS, TESTS_TEXT, _pool_prepared
 from ketameta._core.tau2 import (
@@ -124,6 +124,7 @@ def fit_batch(
             ci = _q_profile_prepared(
                 yi, vi, m, k, level=level, tau2=fit.tau2, tol=tol, maxiter=maxiter,
                 max_tau2=max_tau2, scaled=s, at_zero=parts.get("at_zero") if parts else None,
+                at_tau2=parts.get("at_tau2") if parts else None,
             )  # fmt: skip
             lo, hi = ci
             ci_ok = ~(np.isnan(lo) | np.isnan(hi)) | (k < 2)
@@ -186,9 +187,9 @@ def _reml_statistics(k, parts):
     """
     w, sw = parts["w"], parts["sw"]
     w2 = w * w
-    s2 = _add_reduce(w2, -1)
+    s2 = rowsum(w2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        tr_pp = s2 - 2.0 * _add_reduce(w2 * w, -1) / sw + s2 * s2 / (sw * sw)
+        tr_pp = s2 - 2.0 * rowsum(w2 * w) / sw + s2 * s2 / (sw * sw)
         se = np.where(k > 1, np.sqrt(2.0 / tr_pp), np.nan)
     n = k - 1.0
     parms = 2.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ketameta._core.arrays import _add_reduce, vdot, weighted_residuals, weights
+from ketameta._core.arrays import rowsum, vdot, weighted_residuals, weights
 
 
 def _take(arrays, sel):
@@ -21,6 +21,22 @@ def _flatten(yi, vi, m, *per_problem):
     n = int(np.prod(yi.shape[:-1], dtype=np.int64))
     flat = [yi.reshape(n, k), vi.reshape(n, k), None if m is None else m.reshape(n, k)]
     return n, flat, _per_problem(yi.shape[:-1], n, per_problem)
+
+
+def newton_converged(change, d_now, d_prev, t_now, t_prev, scale):
+    """Whether the Newton step of size ``change`` taken at ``t_now`` leaves an error below
+    ``scale / 100`` (callers: ``tol`` times the new iterate, a relative accuracy), so that the
+    step which would only confirm convergence is not needed.
+
+    A Newton step for f(t) = 0 from t_n leaves the error |f''/(2 f')| e_n², and e_n is about
+    the step. f' is known at the last two iterates (``d_now`` at ``t_now``, ``d_prev`` at
+    ``t_prev``), so f'' is estimated by their secant; the test asks for four times that
+    estimate of the error to be below ``scale / 100``. NaN where there is no previous iterate
+    (``t_prev`` NaN) or the derivative vanishes: never converged by this test. Floats or
+    arrays; the caller sets the floating-point state.
+    """
+    curv = np.abs(d_now - d_prev) / (np.abs(t_now - t_prev) * np.abs(d_now))
+    return curv * change * change <= 0.005 * scale
 
 
 def _per_problem(shape, n, arrays):
@@ -40,15 +56,16 @@ def _q_and_slope(y, v, mm, t, tgt):
     np.reciprocal(w, out=w)
     if mm is not None:
         w *= mm
-    sw = _add_reduce(w, -1)
+    sw = rowsum(w)
     e = y - (vdot(w, y) / sw)[..., None]
     we = np.multiply(w, e, out=w)  # w is not needed again
     return vdot(we, e) - tgt, vdot(we, we)
 
 
 def solve_q_equation(
-    yi, vi, m, target, *, upper=None, tol=1e-12, maxiter=1000, at_zero=None, at_upper=None
-):
+    yi, vi, m, target, *, upper=None, tol=1e-12, maxiter=1000, at_zero=None, at_upper=None,
+    at_start=None,
+):  # fmt: skip
     """Root of the generalized Q equation ``Q(tau²) = target`` for each problem.
 
     Q(tau²) = sum w (y - mean_w)², w = 1/(vi + tau²), is positive, decreasing and convex in
@@ -61,14 +78,22 @@ def solve_q_equation(
     tau² = 0 where Q(0) <= target. With ``upper``, a root beyond ``upper`` is reported as
     ``upper`` (metafor's ``tau2.max`` for Q-profile bounds). ``at_zero = (Q(0), -Q'(0))``
     and ``at_upper = Q(upper)``, when given (broadcast against the problems), are used
-    instead of evaluating them (two searches on the same data share them). Returns
-    ``(tau2, converged, iterations)`` shaped ``yi.shape[:-1]``.
+    instead of evaluating them (two searches on the same data share them).
+    ``at_start = (t_s, Q(t_s), -Q'(t_s))`` (with ``at_zero``), a point where Q is known (the
+    ML/REML estimate), starts each search nearer its root: where Q(t_s) > target the root lies
+    past t_s, else in (0, t_s), and the first iterate is where a quadratic model of 1/Q
+    (through 0 and t_s, with its slope at t_s) meets 1/target (see :func:`_q_start`): about
+    one Newton step closer than a start at 0.
+    Returns ``(tau2, converged, iterations)`` shaped ``yi.shape[:-1]``.
     """
     shape = yi.shape[:-1]
     n = int(np.prod(shape, dtype=np.int64))
     tgt, up, q0, s0, q_up = _per_problem(
         shape, n, (target, upper, *(at_zero or (None, None)), at_upper)
     )
+    if at_start is not None and q0 is None:
+        raise ValueError("'at_start' needs 'at_zero'.")
+    ts, qs, ss = _per_problem(shape, n, at_start or (None, None, None))
     # with Q(0) (and Q(upper)) given, the data are first needed for the problems still
     # searching: gather those rows then, without flattening (copying) a broadcast stack first
     lazy = q0 is not None and (up is None or q_up is not None) and len(shape) > 0
@@ -96,10 +121,18 @@ def solve_q_equation(
         rows = np.unravel_index(idx, shape)
         y, v, mm = yi[rows], vi[rows], None if m is None else m[rows]
         if idx.size < n:
-            tgt, f, slope, t, hi = _take([tgt, f, slope, t, hi], act)
+            tgt, f, slope, t, hi, ts, qs, ss = _take([tgt, f, slope, t, hi, ts, qs, ss], act)
     elif idx.size < n:
-        y, v, mm, tgt, f, slope, t, hi = _take([y, v, mm, tgt, f, slope, t, hi], act)
-    lo = t.copy()
+        y, v, mm, tgt, f, slope, t, hi, ts, qs, ss = _take(
+            [y, v, mm, tgt, f, slope, t, hi, ts, qs, ss], act
+        )
+    t_prev = d_prev = None  # the previous iterate and d(1/Q)/dtau² there
+    if ts is not None and idx.size:
+        t, f, slope, lo, hi, t_prev, d_prev = _q_start(
+            y, v, mm, tgt, t, f, slope, hi, ts, qs, ss
+        )
+    else:
+        lo = t.copy()
     for it in range(1, maxiter + 1):
         if idx.size == 0:
             break
@@ -107,12 +140,21 @@ def solve_q_equation(
         lo = np.where(right, t, lo)
         hi = np.where(right, hi, t)
         q_step = f / slope  # Newton on Q
-        new = t + q_step * (f + tgt) / tgt  # Newton on 1/Q - 1/target
+        q = f + tgt
+        new = t + q_step * q / tgt  # Newton on 1/Q - 1/target
         bad = ~((new > lo) & (new < hi))
-        if bad.any():
+        n_bad = np.count_nonzero(bad)
+        if n_bad:
             safe = np.where(right, t + q_step, 0.5 * (lo + hi))
             new = np.where(bad, safe, new)
-        done = np.abs(new - t) <= tol * np.maximum(new, 1.0)
+        change = np.abs(new - t)
+        done = change <= tol * np.maximum(new, 1.0)
+        d_now = slope / (q * q)
+        if t_prev is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                early = newton_converged(change, d_now, d_prev, t, t_prev, tol * new)
+            done |= early & ~bad if n_bad else early
+        t_prev, d_prev = t, d_now
         t = new
         for stop in range(2):  # the converged steps, then the exact roots (Q = target)
             if stop:
@@ -124,12 +166,51 @@ def solve_q_equation(
                 iterations[idx[done]] = it
                 keep = ~done
                 idx = idx[keep]
-                y, v, mm, tgt, t, lo, hi = _take([y, v, mm, tgt, t, lo, hi], keep)
+                y, v, mm, tgt, t, lo, hi, t_prev, d_prev = _take(
+                    [y, v, mm, tgt, t, lo, hi, t_prev, d_prev], keep
+                )
                 if stop:
                     f, slope = f[keep], slope[keep]
     tau2[idx] = t
     iterations[idx] = maxiter
     return tau2.reshape(shape), converged.reshape(shape), iterations.reshape(shape)
+
+
+def _q_start(y, v, mm, tgt, t, f, slope, hi, ts, qs, ss):
+    """The first iterate of :func:`solve_q_equation` from a point ``ts`` with Q = ``qs`` and
+    -Q' = ``ss`` known (``t, f, slope`` hold the start at 0 and ``hi`` the search limit).
+
+    g = 1/Q is modelled by the quadratic through g(0), g(ts) and g'(ts) = -Q'/Q²; where the
+    root of g = 1/target it gives lies in the bracket that Q(ts) shows ((ts, hi) or (0, ts)),
+    the search starts there (one evaluation of Q); elsewhere it starts at ts (root past ts,
+    nothing to evaluate) or at 0. Returns ``(t, f, slope, lo, hi, t_prev, d_prev)``: the
+    iterate, Q - target and -Q' there, the bracket, and ts and g'(ts) where the start came
+    from ts (else NaN), for :func:`newton_converged`.
+    """
+    fs = qs - tgt
+    lo = np.zeros(t.shape)
+    t_prev = np.full(t.shape, np.nan)
+    d_prev = np.full(t.shape, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        known = (ts > 0) & np.isfinite(fs) & (ss > 0) & (ts < hi)
+        past = known & (fs >= 0)  # Q(ts) >= target: the root lies in [ts, hi)
+        inside = known & (fs < 0)  # in (0, ts)
+        g0, gs, ds = 1.0 / (f + tgt), 1.0 / qs, ss / (qs * qs)
+        a = (g0 - gs + ds * ts) / (ts * ts)
+        c = gs - 1.0 / tgt
+        x = -2.0 * c / (ds + np.sqrt(ds * ds - 4.0 * a * c))  # the root next to -c / ds
+        first = ts + x
+        model = (past & (first > ts) & (first < hi)) | (inside & (first > 0) & (first < ts))
+    t = np.where(past, ts, t)
+    f = np.where(past, fs, f)
+    slope = np.where(past, ss, slope)
+    lo = np.where(past, ts, lo)
+    hi = np.where(inside, ts, hi)
+    sel = np.flatnonzero(model)
+    if sel.size:
+        t_prev[sel], d_prev[sel], t[sel] = ts[sel], ds[sel], first[sel]
+        f[sel], slope[sel] = _q_and_slope(*_take([y, v, mm], sel), t[sel], tgt[sel])
+    return t, f, slope, lo, hi, t_prev, d_prev
 
 
 def _score_steps(y, v, mm, t, reml):
@@ -151,7 +232,7 @@ def _score_raw(y, v, mm, t, reml):
     np.reciprocal(w, out=w)
     if mm is not None:
         w *= mm
-    sw = _add_reduce(w, -1)
+    sw = rowsum(w)
     mu = vdot(w, y) / sw
     we = y - mu[..., None]  # the residuals e, then w e in place
     np.multiply(we, w, out=we)
@@ -181,7 +262,9 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000, upper=Non
     negative (metafor's step-halving, done here in closed form). Once a Fisher step is below
     half of tau² and the log-likelihood is locally concave, Newton steps (observed information)
     take over for quadratic convergence to the same stationary point. A problem stops when the
-    change is at most ``tol * max(1, tau²)``. Once the iterates straddle a root of the score
+    change is at most ``tol * max(1, tau²)``, or after a Newton step whose estimated remaining
+    error is below ``tol * tau² / 100`` (:func:`newton_converged`). Once the iterates straddle
+    a root of the score
     (score > 0 at ``lo``, < 0 at ``hi``), every step stays inside (lo, hi): Newton if it lands
     there, else Fisher, else bisection; this ends the slow two-point oscillation Fisher scoring
     can fall into when the vi span many orders of magnitude (where metafor reports "Fisher
@@ -207,6 +290,8 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000, upper=Non
     idx = np.arange(n)
     lo = np.full(n, -1.0)  # largest tau² seen with a positive score (-1: none yet)
     hi = np.full(n, np.inf)  # smallest tau² seen with a negative score
+    t_prev = np.full(n, np.nan)  # the previous iterate and its observed information
+    o_prev = np.full(n, np.nan)
     nnz = np.count_nonzero  # the cheapest "any" on small boolean arrays
     live, n_dead = None, 0  # the stopped problems still in the working arrays
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -246,6 +331,12 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000, upper=Non
             change = np.abs(new - t)
             scale = tol * np.maximum(new, 1.0)
             done = change <= scale
+            if it > 1:
+                done |= (
+                    newton_ok & (new == t_newton)
+                    & newton_converged(change, observed, o_prev, t, t_prev, tol * new)
+                )  # fmt: skip
+            t_prev, o_prev = t, observed
             if n_failed:
                 done |= failed
             if any_bracket:
@@ -265,7 +356,9 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000, upper=Non
                 if 8 * n_dead >= idx.size:  # compact once an eighth has stopped
                     keep = live & ~done if live is not None else ~done
                     idx = idx[keep]
-                    y, v, mm, t, lo, hi = _take([y, v, mm, t, lo, hi], keep)
+                    y, v, mm, t, lo, hi, t_prev, o_prev = _take(
+                        [y, v, mm, t, lo, hi, t_prev, o_prev], keep
+                    )
                     up = None if up is None else up[keep]
                     live, n_dead = None, 0
                 else:
@@ -323,7 +416,7 @@ def score_root_upper(y, v, mm, reml):
         return np.maximum(1.01 * bound, 1e-300)
 
 
-_SCAN_CHUNK = 1_000_000  # doubles per chunk of the score scan (~8 MB)
+_SCAN_CHUNK = 32768  # doubles per chunk of the score scan
 
 
 def scan_grid(v, mm, up, *, per_decade=3, min_points=12, max_points=96):

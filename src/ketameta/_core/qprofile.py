@@ -13,8 +13,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-from ketameta._core.arrays import normalize, prepare, q_statistic
-from ketameta._core.iterative import _q_and_slope, solve_q_equation
+from ketameta._core.arrays import normalize, prepare, q_statistic, rowsum
+from ketameta._core.iterative import _q_and_slope, newton_converged, solve_q_equation
 
 
 class _QProfilePair(NamedTuple):
@@ -140,12 +140,35 @@ def _search_limit(shape, tau2, max_tau2):
     return np.broadcast_to(np.asarray(max_tau2, dtype=np.float64), shape).copy()
 
 
+def _q_at_limit(yi, vi, m, k, limit, crit):
+    """Q at the search limit, or an upper bound on it that is below ``crit`` (then neither
+    root lies past the limit, and the bound is all the searches need): Q(t) <= sum w (y -
+    ybar)² <= sum (y - ybar)² / t, the weighted mean minimising the weighted sum of squares
+    and w <= 1 / t. Q itself is computed only on the rows where that bound is not enough."""
+    mm = 1.0 if m is None else m
+    d = yi - (rowsum(mm * yi) / k)[..., None]
+    d *= d
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q_up = rowsum(mm * d) / limit
+    sel = np.flatnonzero(~(q_up < crit))
+    if sel.size:
+        rows = np.unravel_index(sel, q_up.shape)
+        q_up = q_up.copy()
+        q_up[rows] = _q_and_slope(
+            yi[rows], vi[rows], None if m is None else m[rows], limit[rows], 0.0
+        )[0]
+    return q_up
+
+
 def _q_profile_prepared(
-    yi, vi, m, k, *, level, tau2, tol, maxiter, max_tau2="metafor", scaled=None, at_zero=None
-) -> QProfileCI:
+    yi, vi, m, k, *, level, tau2, tol, maxiter, max_tau2="metafor", scaled=None, at_zero=None,
+    at_tau2=None,
+) -> QProfileCI:  # fmt: skip
     """:func:`q_profile_ci` on the output of :func:`ketameta._core.arrays.prepare`.
 
-    ``at_zero = (Q(0), -Q'(0))`` on the normalized problem, when the caller has them.
+    ``at_zero = (Q(0), -Q'(0))`` and ``at_tau2 = (tau², Q(tau²), -Q'(tau²))`` at the
+    estimate, on the normalized problem, when the caller has them (the searches start
+    from them: :func:`ketameta._core.iterative.solve_q_equation`).
     """
     shape = yi.shape[:-1]
     alpha = 1.0 - level / 100.0
@@ -185,10 +208,11 @@ def _q_profile_prepared(
         q0 = _q_and_slope(yi, vi, m, np.zeros(shape), 0.0) if at_zero is None else at_zero
         q_up = None
         if limit is not None:
-            q_up = _q_and_slope(yi, vi, m, reach[0], 0.0)[0]
+            q_up = _q_at_limit(yi, vi, m, k, reach[0], np.fmin(crit_u, crit_l))
         roots, ok, _ = solve_q_equation(
-            ys, vs, ms, target, upper=reach, tol=tol, maxiter=maxiter, at_zero=q0, at_upper=q_up
-        )
+            ys, vs, ms, target, upper=reach, tol=tol, maxiter=maxiter, at_zero=q0,
+            at_upper=q_up, at_start=at_tau2,
+        )  # fmt: skip
     with np.errstate(over="ignore", invalid="ignore"):
         scaled = roots * s2
     at_limit = ok & (roots >= reach) & (k > 1) if limit is not None else np.zeros(ok.shape, bool)
@@ -252,6 +276,7 @@ def q_root_loop(f_slope, target, upper, tol, maxiter):
             return upper, True, 0
         hi = upper
     lo = t
+    t_prev = d_prev = math.nan  # the previous iterate and d(1/Q)/dtau² there
     for it in range(1, maxiter + 1):
         right = f > 0
         if right:
@@ -259,12 +284,21 @@ def q_root_loop(f_slope, target, upper, tol, maxiter):
         else:
             hi = t
         q_step = f / slope  # Newton on Q
-        new = t + q_step * (f + target) / target  # Newton on 1/Q - 1/target
-        if not lo < new < hi:
+        q = f + target
+        new = t + q_step * q / target  # Newton on 1/Q - 1/target
+        newton = lo < new < hi
+        if not newton:
             new = t + q_step if right else 0.5 * (lo + hi)
-        done = abs(new - t) <= tol * max(new, 1.0)
+        change = abs(new - t)
+        done = change <= tol * max(new, 1.0)
+        d_now = slope / (q * q)
+        if not done and newton and t != t_prev and d_now != 0:
+            done = bool(newton_converged(change, d_now, d_prev, t, t_prev, tol * new))
+        t_prev, d_prev = t, d_now
         t = new
+        if done:  # as the batched solver: no evaluation at the last iterate
+            return t, True, it
         f, slope = f_slope(t)
-        if done or f == 0:
+        if f == 0:
             return t, True, it
     return t, False, maxiter

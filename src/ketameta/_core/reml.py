@@ -13,13 +13,14 @@ import math
 
 import numpy as np
 
-from ketameta._core.arrays import _add_reduce, vdot
+from ketameta._core.arrays import rowsum, vdot
 from ketameta._core.iterative import (
     _flatten,
     _score_steps,
     _take,
     bracketed_score_root,
     fisher_scoring,
+    newton_converged,
     row_max_min,
     scan_grid,
     score_on_grid,
@@ -35,14 +36,14 @@ def _loglik_parts(yi, vi, m, tau2):
     w = 1.0 / x
     if m is not None:
         w *= m
-    sw = _add_reduce(w, -1)
+    sw = rowsum(w)
     e = yi - (vdot(w, yi) / sw)[..., None]
     we = w * e
     q = vdot(we, e)
     np.log(x, out=x)
     if m is not None:
         x *= m
-    return sw, q, _add_reduce(x, -1), w, we
+    return sw, q, rowsum(x), w, we
 
 
 def _loglik_from(sw, q, logdet, k, reml):
@@ -72,8 +73,8 @@ def _ml_reml(yi, vi, m, k, *, reml, tol, maxiter, start, parts=None):
     iteration's own root on ties). Finally metafor's check that tau² = 0 is not better.
     ``converged`` is True only for a finite result. A dict ``parts`` receives the final
     tau² (``"tau2"``) and ``sum w, Q, log det V`` and the weights at it (``"sw", "q",
-    "logdet", "w"``), for the fit statistics, and Q(0) and -Q'(0) (``"at_zero"``), where the
-    Q-profile searches start.
+    "logdet", "w"``), for the fit statistics, and Q(0) and -Q'(0) (``"at_zero"``) and tau²,
+    Q and -Q' at the estimate (``"at_tau2"``), where the Q-profile searches start.
     """
     upper = score_root_upper(yi, vi, m, reml)
     _, flat, (up,) = _flatten(yi, vi, m, upper)
@@ -116,6 +117,7 @@ def _ml_reml(yi, vi, m, k, *, reml, tol, maxiter, start, parts=None):
             parts[key] = np.where(zero, a0, a1)
         parts["w"] = np.where(zero[..., None], at0[3], at1[3])
         parts["at_zero"] = (at0[1], vdot(at0[4], at0[4]))
+        parts["at_tau2"] = (tau2, parts["q"], vdot(at1[4], at1[4]))  # used where tau2 > 0
     return tau2, converged, iterations
 
 
@@ -240,6 +242,7 @@ def fisher_loop(steps, t, tol, maxiter, upper=math.inf):
     by :func:`_fisher_one` (arrays) and the single-fit fast path (fused moments), which differ
     only in how they evaluate the score. Returns ``(tau2, converged, iterations)``."""
     lo, hi = -1.0, math.inf
+    t_prev = o_prev = math.nan  # the previous iterate and its observed information
     for it in range(1, maxiter + 1):
         adj, newton, observed = steps(t)
         if adj != adj:  # NaN: score or information not finite
@@ -272,9 +275,12 @@ def fisher_loop(steps, t, tol, maxiter, upper=math.inf):
         if not new <= upper:  # past every stationary point, infinite or NaN
             new = 0.5 * (t + upper)
         change = abs(new - t)
-        t = new
-        scale = tol * max(t, 1.0)
-        if change <= scale or (bracket and hi - lo <= scale):
+        scale = tol * max(new, 1.0)
+        done = change <= scale or (bracket and hi - lo <= scale)
+        if not done and newton_ok and new == t + newton and t != t_prev and observed != 0:
+            done = bool(newton_converged(change, observed, o_prev, t, t_prev, tol * new))
+        t_prev, o_prev, t = t, observed, new
+        if done:
             if 0 < t <= 100.0 * tol and steps(0.0)[0] <= 0:
                 t = 0.0
             return t, True, it

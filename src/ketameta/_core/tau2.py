@@ -45,10 +45,10 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from ketameta._core.arrays import (
-    _add_reduce,
     normalize,
     prepare,
     q_statistic,
+    rowsum,
     vdot,
     weighted_residuals,
     weights,
@@ -122,10 +122,10 @@ def _dl(yi, vi, m, k):
 
 def _he(yi, vi, m, k):
     if m is None:  # the masked formula with the multiplications by 1 left out
-        ybar = _add_reduce(yi, -1) / k
+        ybar = rowsum(yi) / k
         d = yi - ybar[..., None]
-        rss = _add_reduce(np.multiply(d, d, out=d), -1)
-        tr_pv = (k - 1.0) / k * _add_reduce(vi, -1)
+        rss = rowsum(np.multiply(d, d, out=d))
+        tr_pv = (k - 1.0) / k * rowsum(vi)
         return (rss - tr_pv) / (k - 1.0)
     ybar = (m * yi).sum(axis=-1) / k
     rss = (m * (yi - ybar[..., None]) ** 2).sum(axis=-1)
