@@ -528,6 +528,14 @@ def main() -> None:
             fns["ketameta meta_batch(ci=False)"] = lambda Y=Y, V=V: km.meta_batch(
                 Y, V, method="REML", ci=False
             )
+
+            def numpy_engine(Y=Y, V=V):  # the same call with the numba kernels bypassed
+                from ketameta._core import jit
+
+                with jit.enabled(False):
+                    return km.meta_batch(Y, V, method="REML")
+
+            fns["ketameta, numpy engine (info)"] = numpy_engine
         slow = {}
         for peer, fn in peer_fns.items():
             start = time.perf_counter()

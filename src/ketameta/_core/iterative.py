@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ketameta._core import jit
 from ketameta._core.arrays import rowsum, vdot, weighted_residuals, weights
 
 
@@ -52,6 +53,12 @@ def _per_problem(shape, n, arrays):
 
 def _q_and_slope(y, v, mm, t, tgt):
     """Q(t) - target and -dQ/dt = sum (w e)² at tau² = t."""
+    kern = jit.kernels()
+    if kern is not None and y.ndim == 2:  # every row the same way, whatever the batch
+        n = y.shape[0]
+        t = np.broadcast_to(np.asarray(t, dtype=np.float64), (n,))
+        tgt = np.broadcast_to(np.asarray(tgt, dtype=np.float64), (n,))
+        return kern.q_and_slope(y, v, mm, t, tgt)
     w = v + np.asarray(t)[..., None]
     np.reciprocal(w, out=w)
     if mm is not None:
@@ -283,6 +290,11 @@ def fisher_scoring(yi, vi, m, start, *, reml, tol=1e-12, maxiter=1000, upper=Non
     """
     shape = yi.shape[:-1]
     n, (y, v, mm), (t, up) = _flatten(yi, vi, m, start, upper)
+    kern = jit.kernels()
+    if kern is not None:  # the same loop, compiled, row by row
+        up = np.full(n, np.inf) if up is None else up
+        tau2, converged, iterations = kern.fisher_rows(y, v, mm, t, up, reml, tol, maxiter)
+        return tau2.reshape(shape), converged.reshape(shape), iterations.reshape(shape)
     yf, vf, mf = y, v, mm
     tau2 = t.copy()
     iterations = np.full(n, maxiter, dtype=np.int64)
@@ -452,6 +464,10 @@ def score_on_grid(y, v, mm, grid, reml):
     """
     n, k = y.shape
     g1 = grid.shape[1]
+    kern = jit.kernels()
+    if kern is not None:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return kern.score_on_grid(y, v, mm, grid, reml)
     ones = np.ones(y.shape) if mm is None else mm
     moments = np.stack([ones, y, y * y], axis=-1)  # (n, k, 3): sums of w^p, w^p y, w^p y²
     score = np.empty((n, g1))

@@ -1,0 +1,198 @@
+"""numba kernels for the inner loops of the batched engine (loaded by :mod:`ketameta._core.jit`).
+
+Each kernel works row by row on flat ``(n, k)`` float64 arrays (``m``: the float mask or
+None) and evaluates the formulas of its numpy twin in :mod:`ketameta._core.iterative`, fused
+into one or two passes over a row's studies, with the same steps, brackets and stopping rules;
+only the order of the additions differs, so the numbers agree to rounding (tests/test_jit.py).
+Compiled on first use and cached on disk (``cache=True``); IEEE arithmetic (numba's
+``error_model="numpy"``: a division by zero gives inf or NaN, as in numpy).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _weights_row(y, v, m, i, t, w):
+    """The weights of row i at tau² = t into ``w``; returns ``(sum w, sum w y)``."""
+    sw = 0.0
+    swy = 0.0
+    for j in range(y.shape[1]):
+        wj = 1.0 / (v[i, j] + t)
+        if m is not None:
+            wj *= m[i, j]
+        w[j] = wj
+        sw += wj
+        swy += wj * y[i, j]
+    return sw, swy
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _steps_row(y, v, m, i, t, reml, w):
+    """``(fisher step, newton step, twice the observed information)`` of row i at tau² = t:
+    the arithmetic of ``iterative._score_raw`` (``w``: scratch of length k)."""
+    k = y.shape[1]
+    sw, swy = _weights_row(y, v, m, i, t, w)
+    mu = swy / sw
+    sw2 = 0.0
+    sw3 = 0.0
+    ypp = 0.0
+    sw2e = 0.0
+    wwe2 = 0.0
+    for j in range(k):
+        wj = w[j]
+        we = (y[i, j] - mu) * wj
+        w2 = wj * wj
+        sw2 += w2
+        sw3 += w2 * wj
+        ypp += we * we
+        sw2e += we * wj
+        wwe2 += we * wj * we
+    yppp = wwe2 - sw2e * sw2e / sw
+    if reml:
+        tr_p = sw - sw2 / sw
+        expected = sw2 - 2.0 * sw3 / sw + sw2 * sw2 / (sw * sw)
+        twice = ypp - tr_p
+    else:
+        expected = sw2
+        twice = ypp - sw
+    observed = 2.0 * yppp - expected
+    return twice / expected, twice / observed, observed
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fisher_rows(y, v, m, start, upper, reml, tol, maxiter):
+    """``iterative.fisher_scoring`` row by row: ``(tau2, converged, iterations)``.
+
+    The loop of ``reml.fisher_loop`` (brackets, closed-form step halving, Newton switch,
+    the bound ``upper``, the stopping rules and the exact 0 for a result below 100 tol with a
+    score <= 0 at 0), per row. A twin of that loop rather than a call to it: numba compiles
+    neither its ``steps`` closure nor the fused-moment steps of the single-fit fast path, and
+    a change to one loop must be made to both (tests/test_jit.py compares them)."""
+    n, k = y.shape
+    tau2 = np.empty(n)
+    converged = np.zeros(n, dtype=np.bool_)
+    iterations = np.full(n, maxiter, dtype=np.int64)
+    w = np.empty(k)
+    for i in range(n):
+        t = start[i]
+        up = upper[i]
+        lo = -1.0
+        hi = math.inf
+        t_prev = math.nan
+        o_prev = math.nan
+        done = False
+        for it in range(1, maxiter + 1):
+            adj, newton, observed = _steps_row(y, v, m, i, t, reml, w)
+            if adj != adj:  # NaN: score or information not finite; stop, not converged
+                if not t <= up:  # as the numpy solver: a NaN bound (NaN data) gives NaN
+                    t = 0.5 * (t + up)
+                iterations[i] = it
+                done = True
+                break
+            if adj > 0:
+                lo = max(lo, t)
+            elif adj < 0:
+                hi = min(hi, t)
+            newton_ok = observed > 0 and t + newton >= 0
+            fisher = adj
+            if newton_ok and abs(adj) <= 0.5 * t:
+                adj = newton
+            if t + adj < 0:
+                if t > 0:
+                    halvings = math.ceil(math.log2(-adj / t))
+                    if halvings < 2000.0:  # else (an infinite step) the guard below lands on 0
+                        adj = math.ldexp(adj, -int(halvings))
+                else:
+                    adj = 0.0
+                if t + adj < 0:
+                    adj = -t
+            new = t + adj
+            bracket = lo >= 0 and hi < math.inf
+            if bracket:
+                if newton_ok and lo < t + newton < hi:
+                    new = t + newton
+                elif lo < t + fisher < hi:
+                    new = t + fisher
+                else:
+                    new = 0.5 * (lo + hi)
+            if not new <= up:
+                new = 0.5 * (t + up)
+            change = abs(new - t)
+            scale = tol * max(new, 1.0)
+            stop = change <= scale or (bracket and hi - lo <= scale)
+            if not stop and newton_ok and new == t + newton and t != t_prev and observed != 0:
+                curv = abs(observed - o_prev) / (abs(t - t_prev) * abs(observed))
+                stop = curv * change * change <= 0.005 * (tol * new)
+            t_prev = t
+            o_prev = observed
+            t = new
+            if stop:
+                if 0 < t <= 100.0 * tol and _steps_row(y, v, m, i, 0.0, reml, w)[0] <= 0:
+                    t = 0.0
+                converged[i] = True
+                iterations[i] = it
+                done = True
+                break
+        tau2[i] = t
+        if not done:
+            iterations[i] = maxiter
+    return tau2, converged, iterations
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def q_and_slope(y, v, m, t, tgt):
+    """``iterative._q_and_slope`` for flat problems: ``(Q(t) - tgt, -Q'(t))``."""
+    n, k = y.shape
+    f = np.empty(n)
+    slope = np.empty(n)
+    w = np.empty(k)
+    for i in range(n):
+        sw, swy = _weights_row(y, v, m, i, t[i], w)
+        mu = swy / sw
+        q = 0.0
+        s = 0.0
+        for j in range(k):
+            e = y[i, j] - mu
+            we = w[j] * e
+            q += we * e
+            s += we * we
+        f[i] = q - tgt[i]
+        slope[i] = s
+    return f, slope
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def score_on_grid(y, v, m, grid, reml):
+    """``iterative.score_on_grid``: twice the score at each ``grid[i, c]``, from the moment
+    sums of the weights and their squares (the same formula)."""
+    n, k = y.shape
+    g = grid.shape[1]
+    out = np.empty((n, g))
+    for i in range(n):
+        for c in range(g):
+            t = grid[i, c]
+            s0 = 0.0
+            s1 = 0.0
+            q0 = 0.0
+            q1 = 0.0
+            q2 = 0.0
+            for j in range(k):
+                wj = 1.0 / (v[i, j] + t)
+                if m is not None:
+                    wj *= m[i, j]
+                yj = y[i, j]
+                s0 += wj
+                s1 += wj * yj
+                w2 = wj * wj
+                q0 += w2
+                q1 += w2 * yj
+                q2 += w2 * yj * yj
+            mu = s1 / s0
+            ypp = q2 - mu * (2.0 * q1 - mu * q0)
+            out[i, c] = ypp - (s0 - q0 / s0) if reml else ypp - s0
+    return out
