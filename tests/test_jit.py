@@ -107,6 +107,18 @@ def test_kernels_one_by_one():
 
 
 @needs_numba
+@pytest.mark.parametrize("method", ["PM", "DL"])
+def test_q_equation_searches_equal_numpy(method):
+    # PM solves Q(tau²) = k - 1 from scratch (no Q(0), no limit, no start point); DL's
+    # Q-profile interval starts from nothing known but Q(0) at the FE weights
+    for name, yi, vi, mask in _problems():
+        got = fit_batch(yi, vi, mask=mask, method=method)
+        with jit.enabled(False):
+            ref = fit_batch(yi, vi, mask=mask, method=method)
+        _compare(got, ref, f"{method} {name}")
+
+
+@needs_numba
 def test_kernel_reports_non_convergence_per_row():
     y, v = _bimodal_batch(n=20, seed=4)
     out = fit_batch(y, v, method="REML", maxiter=2)

@@ -196,3 +196,101 @@ def score_on_grid(y, v, m, grid, reml):
             ypp = q2 - mu * (2.0 * q1 - mu * q0)
             out[i, c] = ypp - (s0 - q0 / s0) if reml else ypp - s0
     return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _q_row(y, v, m, i, t, tgt, w):
+    """Q(t) - tgt and -Q'(t) of row i (the arithmetic of ``q_and_slope``)."""
+    sw, swy = _weights_row(y, v, m, i, t, w)
+    mu = swy / sw
+    q = 0.0
+    s = 0.0
+    for j in range(y.shape[1]):
+        e = y[i, j] - mu
+        we = w[j] * e
+        q += we * e
+        s += we * we
+    return q - tgt, s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def q_rows(y, v, m, tgt, up, q0, s0, q_up, ts, qs, ss, tol, maxiter):
+    """``iterative.solve_q_equation`` problem by problem (flat arrays; ``up`` inf for no limit,
+    ``ts`` 0 where no start point is known): ``(tau2, converged, iterations)``.
+
+    Q(0) <= target gives 0; Q(limit) >= target the limit; else the start of ``_q_start``
+    (past ts, or the quadratic model of 1/Q) and the bracketed Newton steps on 1/Q with the
+    stopping rules of the numpy loop."""
+    n, k = y.shape
+    tau2 = np.zeros(n)
+    converged = np.ones(n, dtype=np.bool_)
+    iterations = np.zeros(n, dtype=np.int64)
+    w = np.empty(k)
+    for i in range(n):
+        c = tgt[i]
+        f = q0[i] - c
+        if not f > 0:
+            continue
+        hi = up[i]
+        if hi < math.inf and q_up[i] - c >= 0:
+            tau2[i] = hi
+            continue
+        slope = s0[i]
+        t = 0.0
+        lo = 0.0
+        t_prev = math.nan
+        d_prev = math.nan
+        fs = qs[i] - c
+        tsi = ts[i]
+        if tsi > 0 and np.isfinite(fs) and ss[i] > 0 and tsi < hi:
+            q_zero = f + c
+            g0 = 1.0 / q_zero
+            gs = 1.0 / qs[i]
+            ds = ss[i] / (qs[i] * qs[i])
+            a = (g0 - gs + ds * tsi) / (tsi * tsi)
+            cc = gs - 1.0 / c
+            first = tsi + (-2.0 * cc / (ds + np.sqrt(ds * ds - 4.0 * a * cc)))
+            if fs >= 0:
+                model = tsi < first < hi
+                t, f, slope, lo = tsi, fs, ss[i], tsi
+            else:
+                model = 0 < first < tsi
+                hi = tsi
+            if model:
+                t_prev, d_prev, t = tsi, ds, first
+                f, slope = _q_row(y, v, m, i, t, c, w)
+        found = False
+        for it in range(1, maxiter + 1):
+            right = f > 0
+            if right:
+                lo = t
+            else:
+                hi = t
+            q_step = f / slope
+            q = f + c
+            new = t + q_step * q / c
+            bad = not (new > lo and new < hi)
+            if bad:
+                new = t + q_step if right else 0.5 * (lo + hi)
+            change = abs(new - t)
+            done = change <= tol * max(new, 1.0)
+            d_now = slope / (q * q)
+            if not done and not bad:
+                curv = abs(d_now - d_prev) / (abs(t - t_prev) * abs(d_now))
+                done = curv * change * change <= 0.005 * (tol * new)
+            t_prev = t
+            d_prev = d_now
+            t = new
+            if done:
+                found = True
+            else:
+                f, slope = _q_row(y, v, m, i, t, c, w)
+                found = f == 0
+            if found:
+                iterations[i] = it
+                break
+        tau2[i] = t
+        if not found:
+            converged[i] = False
+            iterations[i] = maxiter
+    return tau2, converged, iterations

@@ -101,6 +101,10 @@ def solve_q_equation(
     if at_start is not None and q0 is None:
         raise ValueError("'at_start' needs 'at_zero'.")
     ts, qs, ss = _per_problem(shape, n, at_start or (None, None, None))
+    kern = jit.kernels()
+    if kern is not None and len(shape) > 0:  # the same searches, compiled, one by one
+        return _q_rows_compiled(kern, yi, vi, m, shape, n, tgt, up, q0, s0, q_up, ts, qs, ss,
+                                tol, maxiter)  # fmt: skip
     # with Q(0) (and Q(upper)) given, the data are first needed for the problems still
     # searching: gather those rows then, without flattening (copying) a broadcast stack first
     lazy = q0 is not None and (up is None or q_up is not None) and len(shape) > 0
@@ -180,6 +184,27 @@ def solve_q_equation(
                     f, slope = f[keep], slope[keep]
     tau2[idx] = t
     iterations[idx] = maxiter
+    return tau2.reshape(shape), converged.reshape(shape), iterations.reshape(shape)
+
+
+def _q_rows_compiled(kern, yi, vi, m, shape, n, tgt, up, q0, s0, q_up, ts, qs, ss, tol, maxiter):
+    """:func:`solve_q_equation` by the kernel ``q_rows``: the values it needs but was not
+    given (Q(0), Q(upper)) computed first, absent options as neutral values."""
+    _, (y, v, mm), _ = _flatten(yi, vi, m)
+    y, v = np.ascontiguousarray(y), np.ascontiguousarray(v)
+    mm = None if mm is None else np.ascontiguousarray(mm)
+    zero = np.zeros(n)
+    if q0 is None:
+        q0, s0 = kern.q_and_slope(y, v, mm, zero, zero)
+    if up is None:
+        up, q_up = np.full(n, np.inf), zero
+    elif q_up is None:
+        q_up = kern.q_and_slope(y, v, mm, up, zero)[0]
+    if ts is None:
+        ts = qs = ss = zero
+    tau2, converged, iterations = kern.q_rows(
+        y, v, mm, tgt, up, q0, s0, q_up, ts, qs, ss, tol, maxiter
+    )
     return tau2.reshape(shape), converged.reshape(shape), iterations.reshape(shape)
 
 
