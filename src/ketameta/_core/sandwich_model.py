@@ -10,7 +10,7 @@ freedom (formulas in that module's docstring).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -86,6 +86,7 @@ class RobustModel:
     bread: Array
     beta: Array
     resid: Array
+    _adjustments: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_clusters(self) -> int:
@@ -93,7 +94,14 @@ class RobustModel:
         return len(self.members)
 
     def adjustments(self, type: str) -> list[Array]:
-        """Adjustment matrices ``A_j`` of a CR type."""
+        """Adjustment matrices ``A_j`` of a CR type (computed once per type: the t-tests and
+        the Wald test of one ``robust()`` call share them; treat them as read-only)."""
+        cached = self._adjustments.get(type)
+        if cached is None:
+            cached = self._adjustments[type] = self._compute_adjustments(type)
+        return cached
+
+    def _compute_adjustments(self, type: str) -> list[Array]:
         m, (k, p) = self.n_clusters, self.X.shape
         scalar = {
             "CR0": 1.0,
