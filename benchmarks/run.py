@@ -93,9 +93,12 @@ def interleaved(fns: dict, budget: float, max_repeats: int = 30) -> dict:
     speed (this VM drifts by up to 2x within minutes) moves all of them alike. The order turns
     by one place each round, so no implementation always runs first, just after a slow call of
     another one has evicted its data from the caches.
-    Slow implementations (one call > budget / 3) get one repeat; the others at least 3.
+    Slow implementations (one call > budget / 3) get one repeat; the others as many rounds as
+    their own budget allows (at least 3, at most ``max_repeats``): an implementation of a few
+    tenths of a second drops out after a few rounds and the fast ones go on alternating, so
+    they are not held to a handful of repeats, each right after the slow call.
     """
-    number, per_call, slow = {}, {label: [] for label in fns}, set()
+    number, per_call, slow, cap = {}, {label: [] for label in fns}, set(), {}
 
     def run(fn, n):  # seconds for n calls (a self-timed fn, e.g. metafor's, reports its own)
         if hasattr(fn, "timed_calls"):
@@ -105,7 +108,6 @@ def interleaved(fns: dict, budget: float, max_repeats: int = 30) -> dict:
             fn()
         return time.perf_counter() - start
 
-    rounds = max_repeats
     for label, fn in fns.items():
         run(fn, 1)  # warm-up
         first = run(fn, 1)  # the call after it sets the calls per repeat
@@ -113,12 +115,12 @@ def interleaved(fns: dict, budget: float, max_repeats: int = 30) -> dict:
         if first > budget / 3:
             slow.add(label)  # one timed repeat is enough (and all the budget allows)
         else:
-            rounds = min(rounds, max(3, int(budget / max(first * number[label], 1e-9))))
+            cap[label] = min(max_repeats, max(3, int(budget / max(first * number[label], 1e-9))))
     labels = list(fns)
-    for r in range(rounds):
+    for r in range(max(cap.values(), default=1)):
         for label in labels[r % len(labels):] + labels[: r % len(labels)]:
             fn = fns[label]
-            if label in slow and per_call[label]:
+            if (label in slow and per_call[label]) or (label in cap and r >= cap[label]):
                 continue
             per_call[label].append(run(fn, number[label]) / number[label])
     return {label: (float(np.median(t)), len(t)) for label, t in per_call.items()}
@@ -750,7 +752,8 @@ def write_results(path, check, table, mem, imports, machine) -> None:
         "pimeta, PyMetaAnalysis, and metafor, which runs in one persistent `Rscript "
         "benchmarks/metafor_server.R` process and times its own calls) gets one warm-up call "
         "and then repeats in rounds, one repeat of each implementation per round, the order "
-        "turned by one place each round (`interleaved()` in run.py). metafor's slow "
+        "turned by one place each round, each implementation for as many rounds as its own "
+        "2 s budget allows (at most 30; `interleaved()` in run.py). metafor's slow "
         "workloads (seconds per call, from `metafor_bench.R`) and peers slower than 1 s per "
         "call are timed once. Ratio = "
         "implementation time / ketameta time (> 1: ketameta is faster).",
