@@ -4,6 +4,7 @@ force (dense-matrix likelihood, dense optimisation) on small random problems."""
 from __future__ import annotations
 
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -318,7 +319,8 @@ def _split(fit_or_theta, comps, names):
 @pytest.mark.parametrize("struct", [None, *STRUCTS])
 @pytest.mark.parametrize("method", ["REML", "ML"])
 def test_loglik_and_gradient_match_dense(struct, method):
-    rng = np.random.default_rng(abs(hash((struct, method))) % 2**32)
+    # the same problem in every process (hash() of a str changes with PYTHONHASHSEED)
+    rng = np.random.default_rng(zlib.crc32(repr((struct, method)).encode()))
     y, V, X, comps = _random_problem(rng, struct, dense_v=struct in (None, "UN", "CS"))
     fit = fit_mv(y, V, X, comps, method=method)
     names = fit.theta_names
@@ -336,9 +338,12 @@ def test_loglik_and_gradient_match_dense(struct, method):
         ll, g = mv_loglik(y, V, X, comps, th, method)
         sig, gp = _split(th, comps, names)
         assert ll == pytest.approx(_dense_loglik(y, V, X, comps, sig, gp, method), abs=1e-10)
+        is_rho = np.array([n.startswith("rho") for n in names])
+        if np.any(np.abs(th[is_rho]) > 0.99):
+            continue  # a fit on the edge of the correlation domain: the probes would leave it
         for i in range(th.size):
-            if th[i] <= 1e-6:
-                continue
+            if not is_rho[i] and th[i] <= 1e-3:
+                continue  # a variance at or near 0: the central difference straddles the edge
             h = 1e-5 * max(abs(th[i]), 1e-2)
             tp, tm = th.copy(), th.copy()
             tp[i] += h
