@@ -10,7 +10,6 @@ approximates by a discrete normal mixture (its ``delta``/``epsilon`` accuracy ar
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
@@ -394,14 +393,12 @@ def test_empirical_prior_tables():
         bp.turner_prior("s")  # ambiguous prefix: surgical, signs, subjective
 
 
-def test_speed_k10():
+def test_normal_prior_on_mu_shrinks_towards_its_mean():
+    # (the time of a k = 10 fit is measured in benchmarks/, the meta_bayes row, not here)
     rng = np.random.default_rng(3)
     v = rng.uniform(0.02, 0.2, 10)
     y = rng.normal(0.2, np.sqrt(v + 0.1))
-    fit_bayes(y, v, bp.half_normal(0.5))
-    best = np.inf
-    for _ in range(5):
-        t0 = time.perf_counter()
-        fit_bayes(y, v, bp.half_normal(0.5), mu_prior=(0, 1))
-        best = min(best, time.perf_counter() - t0)
-    assert best < 0.05, best
+    flat = fit_bayes(y, v, bp.half_normal(0.5))
+    normal = fit_bayes(y, v, bp.half_normal(0.5), mu_prior=(0, 1))
+    assert 0.0 < normal.mu.mean < flat.mu.mean  # pulled towards the prior mean 0
+    assert normal.mu.sd < flat.mu.sd  # and more precise
