@@ -15,6 +15,13 @@ import math
 import numpy as np
 from numba import njit
 
+from ketameta._core.qprofile import q_step
+from ketameta._core.reml import fisher_step
+
+# the scalar iterations of the Python loops, compiled: one source for both
+_fisher_step = njit(cache=True, nogil=True, error_model="numpy")(fisher_step)
+_q_step = njit(cache=True, nogil=True, error_model="numpy")(q_step)
+
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _weights_row(y, v, m, i, t, w):
@@ -68,11 +75,9 @@ def _steps_row(y, v, m, i, t, reml, w):
 def fisher_rows(y, v, m, start, upper, reml, tol, maxiter):
     """``iterative.fisher_scoring`` row by row: ``(tau2, converged, iterations)``.
 
-    The loop of ``reml.fisher_loop`` (brackets, closed-form step halving, Newton switch,
-    the bound ``upper``, the stopping rules and the exact 0 for a result below 100 tol with a
-    score <= 0 at 0), per row. A twin of that loop rather than a call to it: numba compiles
-    neither its ``steps`` closure nor the fused-moment steps of the single-fit fast path, and
-    a change to one loop must be made to both (tests/test_jit.py compares them)."""
+    The loop of ``reml.fisher_loop`` per row, each iteration the same ``reml.fisher_step``
+    (compiled here), with the exact 0 for a result below 100 tol with a score <= 0 at 0. On a
+    NaN step the row stops unconverged, at the numpy solver's value (NaN for NaN data)."""
     n, k = y.shape
     tau2 = np.empty(n)
     converged = np.zeros(n, dtype=np.bool_)
@@ -94,40 +99,9 @@ def fisher_rows(y, v, m, start, upper, reml, tol, maxiter):
                 iterations[i] = it
                 done = True
                 break
-            if adj > 0:
-                lo = max(lo, t)
-            elif adj < 0:
-                hi = min(hi, t)
-            newton_ok = observed > 0 and t + newton >= 0
-            fisher = adj
-            if newton_ok and abs(adj) <= 0.5 * t:
-                adj = newton
-            if t + adj < 0:
-                if t > 0:
-                    halvings = math.ceil(math.log2(-adj / t))
-                    if halvings < 2000.0:  # else (an infinite step) the guard below lands on 0
-                        adj = math.ldexp(adj, -int(halvings))
-                else:
-                    adj = 0.0
-                if t + adj < 0:
-                    adj = -t
-            new = t + adj
-            bracket = lo >= 0 and hi < math.inf
-            if bracket:
-                if newton_ok and lo < t + newton < hi:
-                    new = t + newton
-                elif lo < t + fisher < hi:
-                    new = t + fisher
-                else:
-                    new = 0.5 * (lo + hi)
-            if not new <= up:
-                new = 0.5 * (t + up)
-            change = abs(new - t)
-            scale = tol * max(new, 1.0)
-            stop = change <= scale or (bracket and hi - lo <= scale)
-            if not stop and newton_ok and new == t + newton and t != t_prev and observed != 0:
-                curv = abs(observed - o_prev) / (abs(t - t_prev) * abs(observed))
-                stop = curv * change * change <= 0.005 * (tol * new)
+            new, lo, hi, stop = _fisher_step(
+                t, adj, newton, observed, lo, hi, t_prev, o_prev, tol, up
+            )
             t_prev = t
             o_prev = observed
             t = new
@@ -261,23 +235,7 @@ def q_rows(y, v, m, tgt, up, q0, s0, q_up, ts, qs, ss, tol, maxiter):
                 f, slope = _q_row(y, v, m, i, t, c, w)
         found = False
         for it in range(1, maxiter + 1):
-            right = f > 0
-            if right:
-                lo = t
-            else:
-                hi = t
-            q_step = f / slope
-            q = f + c
-            new = t + q_step * q / c
-            bad = not (new > lo and new < hi)
-            if bad:
-                new = t + q_step if right else 0.5 * (lo + hi)
-            change = abs(new - t)
-            done = change <= tol * max(new, 1.0)
-            d_now = slope / (q * q)
-            if not done and not bad:
-                curv = abs(d_now - d_prev) / (abs(t - t_prev) * abs(d_now))
-                done = curv * change * change <= 0.005 * (tol * new)
+            new, lo, hi, done, d_now = _q_step(t, f, slope, c, lo, hi, t_prev, d_prev, tol)
             t_prev = t
             d_prev = d_now
             t = new

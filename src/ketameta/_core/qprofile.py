@@ -14,7 +14,7 @@ import numpy as np
 from scipy import special
 
 from ketameta._core.arrays import normalize, prepare, q_statistic, rowsum
-from ketameta._core.iterative import _q_and_slope, newton_converged, solve_q_equation
+from ketameta._core.iterative import _q_and_slope, solve_q_equation
 
 
 class _QProfilePair(NamedTuple):
@@ -278,22 +278,7 @@ def q_root_loop(f_slope, target, upper, tol, maxiter):
     lo = t
     t_prev = d_prev = math.nan  # the previous iterate and d(1/Q)/dtau² there
     for it in range(1, maxiter + 1):
-        right = f > 0
-        if right:
-            lo = t
-        else:
-            hi = t
-        q_step = f / slope  # Newton on Q
-        q = f + target
-        new = t + q_step * q / target  # Newton on 1/Q - 1/target
-        newton = lo < new < hi
-        if not newton:
-            new = t + q_step if right else 0.5 * (lo + hi)
-        change = abs(new - t)
-        done = change <= tol * max(new, 1.0)
-        d_now = slope / (q * q)
-        if not done and newton and t != t_prev and d_now != 0:
-            done = bool(newton_converged(change, d_now, d_prev, t, t_prev, tol * new))
+        new, lo, hi, done, d_now = q_step(t, f, slope, target, lo, hi, t_prev, d_prev, tol)
         t_prev, d_prev = t, d_now
         t = new
         if done:  # as the batched solver: no evaluation at the last iterate
@@ -302,3 +287,35 @@ def q_root_loop(f_slope, target, upper, tol, maxiter):
         if f == 0:
             return t, True, it
     return t, False, maxiter
+
+
+def q_step(t, f, slope, target, lo, hi, t_prev, d_prev, tol):
+    """One iteration of the scalar Q-equation search from tau² = t, where Q - target = ``f``
+    and -Q' = ``slope``: ``(new tau², lo, hi, done, d(1/Q)/dtau² at t)``.
+
+    The rules of :func:`ketameta._core.iterative.solve_q_equation` on floats: the bracket from
+    the sign of f, the Newton step on 1/Q - 1/target, replaced by a Newton step on Q from the
+    left or by bisection when it would leave the bracket, and the stopping tests (the change at
+    most ``tol * max(1, tau²)``, or a Newton step whose estimated remaining error, from the
+    secant of d(1/Q)/dtau² through the previous iterate, is below ``tol * tau² / 100``). Plain
+    float arithmetic: the numba kernel ``_jit_kernels.q_rows`` compiles this same function.
+    """
+    right = f > 0
+    if right:
+        lo = t
+    else:
+        hi = t
+    q_newton = f / slope  # Newton on Q
+    q = f + target
+    new = t + q_newton * q / target  # Newton on 1/Q - 1/target
+    newton = lo < new < hi
+    if not newton:
+        new = t + q_newton if right else 0.5 * (lo + hi)
+    change = abs(new - t)
+    done = change <= tol * max(new, 1.0)
+    d_now = slope / (q * q)
+    if not done and newton and t != t_prev and d_now != 0:
+        # newton_converged on floats (a numba-compiled function cannot call the numpy one)
+        curv = abs(d_now - d_prev) / (abs(t - t_prev) * abs(d_now))
+        done = curv * change * change <= 0.005 * (tol * new)
+    return new, lo, hi, done, d_now

@@ -20,7 +20,6 @@ from ketameta._core.iterative import (
     _take,
     bracketed_score_root,
     fisher_scoring,
-    newton_converged,
     row_max_min,
     scan_grid,
     score_on_grid,
@@ -247,41 +246,63 @@ def fisher_loop(steps, t, tol, maxiter, upper=math.inf):
         adj, newton, observed = steps(t)
         if adj != adj:  # NaN: score or information not finite
             return t, False, it
-        if adj > 0:
-            lo = max(lo, t)
-        elif adj < 0:
-            hi = min(hi, t)
-        newton_ok = observed > 0 and t + newton >= 0
-        fisher = adj
-        if newton_ok and abs(adj) <= 0.5 * t:
-            adj = newton
-        if t + adj < 0:
-            if t > 0:
-                halvings = math.ceil(math.log2(-adj / t))
-                adj = math.ldexp(adj, -halvings)
-            else:
-                adj = 0.0
-            if t + adj < 0:
-                adj = -t  # round-off guard: land exactly on 0
-        new = t + adj
-        bracket = lo >= 0 and hi < math.inf
-        if bracket:
-            if newton_ok and lo < t + newton < hi:
-                new = t + newton
-            elif lo < t + fisher < hi:
-                new = t + fisher
-            else:
-                new = 0.5 * (lo + hi)
-        if not new <= upper:  # past every stationary point, infinite or NaN
-            new = 0.5 * (t + upper)
-        change = abs(new - t)
-        scale = tol * max(new, 1.0)
-        done = change <= scale or (bracket and hi - lo <= scale)
-        if not done and newton_ok and new == t + newton and t != t_prev and observed != 0:
-            done = bool(newton_converged(change, observed, o_prev, t, t_prev, tol * new))
+        new, lo, hi, done = fisher_step(
+            t, adj, newton, observed, lo, hi, t_prev, o_prev, tol, upper
+        )
         t_prev, o_prev, t = t, observed, new
         if done:
             if 0 < t <= 100.0 * tol and steps(0.0)[0] <= 0:
                 t = 0.0
             return t, True, it
     return t, False, maxiter
+
+
+def fisher_step(t, adj, newton, observed, lo, hi, t_prev, o_prev, tol, upper):
+    """One iteration of scalar Fisher scoring from tau² = t, given the Fisher step ``adj``,
+    the Newton step and the observed information there: ``(new tau², lo, hi, done)``.
+
+    The step rules of :func:`ketameta._core.iterative.fisher_scoring` on floats: the bracket
+    [lo, hi] of the score's sign changes, the Newton switch, closed-form halving of a step
+    that would make tau² negative, the bound ``upper`` on every stationary point, and the
+    stopping tests (the change at most ``tol * max(1, tau²)``, the bracket that narrow, or a
+    Newton step whose estimated remaining error, from the secant of the observed information
+    through the previous iterate, is below ``tol * tau² / 100``). Plain float arithmetic and
+    :mod:`math`: the numba kernel of the batched engine compiles this same function
+    (``_jit_kernels.fisher_rows``), so keep it to what numba compiles.
+    """
+    if adj > 0:
+        lo = max(lo, t)
+    elif adj < 0:
+        hi = min(hi, t)
+    newton_ok = observed > 0 and t + newton >= 0
+    fisher = adj
+    if newton_ok and abs(adj) <= 0.5 * t:
+        adj = newton
+    if t + adj < 0:
+        if t > 0:
+            r = math.log2(-adj / t)
+            if r < 2000.0:  # else (an infinite step) the guard below lands on 0
+                adj = math.ldexp(adj, -int(math.ceil(r)))
+        else:
+            adj = 0.0
+        if t + adj < 0:
+            adj = -t  # round-off guard: land exactly on 0
+    new = t + adj
+    bracket = lo >= 0 and hi < math.inf
+    if bracket:
+        if newton_ok and lo < t + newton < hi:
+            new = t + newton
+        elif lo < t + fisher < hi:
+            new = t + fisher
+        else:
+            new = 0.5 * (lo + hi)
+    if not new <= upper:  # past every stationary point, infinite or NaN
+        new = 0.5 * (t + upper)
+    change = abs(new - t)
+    scale = tol * max(new, 1.0)
+    done = change <= scale or (bracket and hi - lo <= scale)
+    if not done and newton_ok and new == t + newton and t != t_prev and observed != 0:
+        # newton_converged on floats (a numba-compiled function cannot call the numpy one)
+        curv = abs(observed - o_prev) / (abs(t - t_prev) * abs(observed))
+        done = curv * change * change <= 0.005 * (tol * new)
+    return new, lo, hi, done
