@@ -13,22 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import optimize, special
+from test_numerics_hard import BIMODAL_ML  # Fisher scoring from max(0, HE) stops at 0
 
 from ketameta._core.arrays import normalize, prepare
 from ketameta._core.batch import fit_batch
 from ketameta._core.iterative import fisher_scoring, scan_score, score_root_upper
 from ketameta._core.tau2 import _he, _scan_needed
 
-# ML likelihoods with two local maxima: Fisher scoring from max(0, HE) stops at 0, the
-# interior maximum is higher (tests/test_numerics_hard.py)
-BIMODAL_ML = [
-    ([0.2581612257268847, 0.10416572036611661, 0.8107739572623605, -0.0656476445000706],
-     [0.01930717410441314, 0.18884973661618804, 0.43195703751831105, 0.0020274948781254646]),
-    ([-0.3425982255180895, 0.4212816674801531, 0.03421056585467103],
-     [0.02013226642597652, 0.5779403336583097, 0.0015909861351405463]),
-    ([0.4968498368556525, 0.23350551327579258, -0.01792353902826685, 0.9589737543633234],
-     [0.7287815113777062, 0.054048085834533584, 0.005046024466618297, 0.14653300169828112]),
-]  # fmt: skip
 K = 12  # padded width of the test batch
 _RTOL = 4.0 * np.finfo(np.float64).eps  # brentq's smallest relative tolerance
 

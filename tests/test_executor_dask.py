@@ -9,11 +9,11 @@ a ``ThreadPoolExecutor`` shows that any ``concurrent.futures`` executor does.
 
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import fields
 
 import numpy as np
 import pandas as pd
 import pytest
+from test_streaming import assert_batch_equal
 
 from ketameta import meta
 from ketameta.synthesis.pooling import meta_batch
@@ -78,15 +78,6 @@ def _batch(n, k, seed):
     pad = np.arange(k) >= short[:, None]
     yi[pad], vi[pad] = np.nan, np.nan
     return yi, vi
-
-
-def assert_batch_equal(got, want):
-    for f in fields(want):
-        a, b = getattr(got, f.name), getattr(want, f.name)
-        if isinstance(b, np.ndarray):
-            np.testing.assert_array_equal(a, b, err_msg=f.name, strict=True)
-        else:
-            assert a == b, f.name
 
 
 def assert_perm_equal(got, want):
